@@ -1,0 +1,92 @@
+"""Plan data: InferenceX-compatible jobs and the serve groups we build from them.
+
+These models are the contract between the planner and everything downstream (recipes, engines,
+the DAG factory, the store). Field names follow InferenceX's matrix row with `-` turned into `_`;
+`to_inferencex()` gives the reference row back with its exact keys.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+#: Keys of one single-node row of InferenceX's `generate_sweep_configs.py full-sweep`, in order.
+INFERENCEX_JOB_KEYS: tuple[str, ...] = (
+    "image", "model", "model-prefix", "precision", "framework", "runner", "isl", "osl", "tp", "ep",
+    "dp-attn", "spec-decoding", "conc", "max-model-len", "exp-name", "disagg", "run-eval",
+)
+
+
+class Job(BaseModel):
+    """One benchmark point: one (config key, isl/osl, search-space point, conc)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    config_key: str
+    image: str
+    model: str
+    model_prefix: str
+    precision: str
+    framework: str
+    runner: str
+    isl: int
+    osl: int
+    tp: int
+    ep: int = 1
+    dp_attn: bool = False
+    pp: int = 1
+    dcp_size: int = 1
+    pcp_size: int = 1
+    spec_decoding: str = "none"
+    conc: int
+    max_model_len: int
+    exp_name: str
+    disagg: bool = False
+    run_eval: bool = False
+
+    def to_inferencex(self) -> dict[str, Any]:
+        """The reference generator's row, with exactly `INFERENCEX_JOB_KEYS`."""
+        d = self.model_dump()
+        return {k: d[k.replace("-", "_")] for k in INFERENCEX_JOB_KEYS}
+
+
+class ServeGroup(BaseModel):
+    """Jobs that differ only in `conc`: one server boot serves all of them.
+
+    `id` is a short, stable fingerprint of the canonical recipe inputs (everything but conc), so the
+    same topology gets the same id across runs, machines and config-file reorderings.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str
+    config_key: str
+    image: str
+    model: str
+    model_prefix: str
+    precision: str
+    framework: str
+    runner: str
+    isl: int
+    osl: int
+    tp: int
+    ep: int = 1
+    dp_attn: bool = False
+    pp: int = 1
+    dcp_size: int = 1
+    pcp_size: int = 1
+    spec_decoding: str = "none"
+    max_model_len: int
+    exp_name: str
+    concs: tuple[int, ...] = Field(description="ascending")
+    eval_concs: tuple[int, ...] = ()
+
+    @property
+    def gpus(self) -> int:
+        """GPUs one server of this group occupies (InferenceX: tp*pp*pcp; DEP uses TP GPUs)."""
+        return self.tp * self.pp * self.pcp_size
+
+    @property
+    def max_conc(self) -> int:
+        return max(self.concs)
