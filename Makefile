@@ -30,3 +30,21 @@ lint: install
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+
+# lm-eval parity lane (issue 5): a separate venv with the reference tool, then the tests marked
+# `lm_eval_parity` (our chat messages, filters, exact_match and stderr against lm-eval's own code).
+# Idempotent: the venv is rebuilt only when pyproject.toml changes. lm-eval[api] needs no torch.
+LMEVAL_VENV ?= .venv-lmeval
+LMEVAL_VERSION ?= 0.4.13
+LMEVAL_STAMP := $(LMEVAL_VENV)/.installed-$(LMEVAL_VERSION)
+
+$(LMEVAL_STAMP): pyproject.toml
+	@test -x $(LMEVAL_VENV)/bin/python || python3 -m venv $(LMEVAL_VENV)
+	@$(LMEVAL_VENV)/bin/python -m pip install -q --disable-pip-version-check uv
+	$(LMEVAL_VENV)/bin/uv pip install --python $(LMEVAL_VENV)/bin/python -q \
+		"lm-eval[api]==$(LMEVAL_VERSION)" pytest pytest-timeout -e .
+	@touch $@
+
+.PHONY: test-eval-parity
+test-eval-parity: $(LMEVAL_STAMP)
+	HF_DATASETS_OFFLINE=1 $(LMEVAL_VENV)/bin/pytest -m lm_eval_parity tests/evals -q

@@ -1,9 +1,146 @@
-"""CLI commands for infersweep.bench (registered by infersweep.cli)."""
+"""`infersweep bench`: run one or several concurrencies against an OpenAI-compatible server."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import typer
 
 
+def parse_concs(values: list[str]) -> list[int]:
+    """``--conc 4 --conc 8`` and ``--conc 4,8,16`` (or both) → [4, 8, 16]; order kept, duplicates dropped."""
+    out: list[int] = []
+    for v in values:
+        for part in v.replace(" ", ",").split(","):
+            if not part:
+                continue
+            try:
+                c = int(part)
+            except ValueError:
+                raise typer.BadParameter(f"--conc: {part!r} is not an integer") from None
+            if c < 1:
+                raise typer.BadParameter(f"--conc: {c} must be ≥ 1")
+            if c not in out:
+                out.append(c)
+    if not out:
+        raise typer.BadParameter("--conc: give at least one concurrency")
+    return out
+
+
+def result_path(result_file: Path, conc: int, multi: bool) -> Path:
+    """One conc → ``result_file`` as given; several → ``<stem>_conc<C><suffix>`` next to it."""
+    if not multi:
+        return result_file
+    return result_file.with_name(f"{result_file.stem}_conc{conc}{result_file.suffix or '.json'}")
+
+
+def _parse_metadata(items: list[str]) -> dict[str, str]:
+    meta: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"--metadata: {item!r} must look like key=value")
+        meta[key] = value
+    return meta
+
+
+def _summary(res: dict) -> str:
+    x = res["infersweep"]
+    lines = [
+        f"conc={res['max_concurrency']} completed={res['completed']} failed={res['failed']} "
+        f"duration={res['duration']:.2f}s passed={x['passed']} client_bound={x['client_bound']}",
+        f"  req/s={res['request_throughput']:.2f} out tok/s={res['output_throughput']:.1f} "
+        f"total tok/s={res['total_token_throughput']:.1f} tok/s/gpu={x['tput_per_gpu']:.1f}",
+    ]
+    for m in ("ttft", "tpot", "itl", "e2el"):
+        lines.append(
+            f"  {m:5s} ms: mean={res[f'mean_{m}_ms']:.3f} median={res[f'median_{m}_ms']:.3f} "
+            f"p99={res[f'p99_{m}_ms']:.3f} p99.9={res[f'p99.9_{m}_ms']:.3f}"
+        )
+    h = x["client_health"]
+    lines.append(
+        f"  client: lag p99={h['loop_lag_ms']['p99']:.3f} ms cpu max={h['cpu_pct_max']:.0f}% "
+        f"µs/event={h['cpu_us_per_event'] or 0:.2f} workers={x['workers']}"
+    )
+    lines.extend(f"  FAIL: {r}" for r in x["fail_reasons"])
+    return "\n".join(lines)
+
+
 def register(app: typer.Typer) -> None:
     """Attach this package's commands to the top-level app."""
+
+    @app.command("bench")
+    def bench(
+        base_url: str = typer.Option(..., "--base-url", help="Server root, e.g. http://127.0.0.1:8000"),
+        model: str = typer.Option(..., "--model", help="Served model name"),
+        tokenizer: str = typer.Option(..., "--tokenizer", help="Tokenizer directory (tokenizer.json) or hub id"),
+        isl: int = typer.Option(..., "--isl", min=1, help="Input length in tokens"),
+        osl: int = typer.Option(..., "--osl", min=1, help="Output length in tokens"),
+        conc: list[str] = typer.Option(..., "--conc", help="Max concurrency; repeat or give a list (4,8,16)"),
+        result_file: Path = typer.Option(
+            ..., "--result-file", help="Result JSON; with several --conc, one <stem>_conc<C>.json per conc"
+        ),
+        num_prompts: int | None = typer.Option(None, "--num-prompts", min=1, help="Measured requests (10·C)"),
+        num_warmups: int | None = typer.Option(None, "--num-warmups", min=0, help="Warm-ups (2·C, distinct)"),
+        random_range_ratio: float = typer.Option(
+            1.0, "--random-range-ratio", help="InferenceX semantics: lengths in [r·L, L]; 1 = exact (vLLM's differs)"
+        ),
+        chat: bool = typer.Option(False, "--chat", help="Use /v1/chat/completions with the chat template"),
+        request_rate: float = typer.Option(float("inf"), "--request-rate", help="Requests/s (inf = closed loop)"),
+        burstiness: float = typer.Option(1.0, "--burstiness", help="Gamma shape for rate mode; 1 = Poisson"),
+        gpus: int = typer.Option(1, "--gpus", min=1, help="GPUs behind the server (per-GPU throughput)"),
+        seed: int = typer.Option(0, "--seed"),
+        slo_ttft_ms: float | None = typer.Option(None, "--slo-ttft-ms", help="Goodput SLO on TTFT"),
+        slo_tpot_ms: float | None = typer.Option(None, "--slo-tpot-ms", help="Goodput SLO on TPOT"),
+        slo_e2el_ms: float | None = typer.Option(None, "--slo-e2el-ms", help="Goodput SLO on E2EL"),
+        workers: str = typer.Option("auto", "--workers", help="Client processes (auto: >1 above 512 streams)"),
+        max_failed_fraction: float = typer.Option(0.05, "--max-failed-fraction"),
+        allow_length_mismatch: bool = typer.Option(
+            False, "--allow-length-mismatch", help="Report ISL/OSL violations without failing the point"
+        ),
+        no_ignore_eos: bool = typer.Option(False, "--no-ignore-eos", help="Do not send ignore_eos"),
+        request_timeout_s: float = typer.Option(6 * 3600.0, "--request-timeout-s"),
+        save_detailed: bool = typer.Option(False, "--save-detailed", help="Also write per-request itls"),
+        save_texts: bool = typer.Option(False, "--save-texts", help="Also write generated_texts"),
+        metadata: list[str] = typer.Option([], "--metadata", help="key=value copied into the result"),
+    ) -> None:
+        """Benchmark an OpenAI-compatible server with exact lengths and vLLM-compatible metrics.
+
+        Exit code 0 when every point passed, 1 when a point failed (its file is still written),
+        2 on bad input."""
+        import orjson
+        from pydantic import ValidationError
+
+        from infersweep.bench.api import run_benchmark
+        from infersweep.bench.config import BenchConfig
+        from infersweep.bench.tokenizer import TokenizerError
+
+        concs = parse_concs(conc)
+        meta = _parse_metadata(metadata)
+        any_failed = False
+        for c in concs:
+            try:
+                cfg = BenchConfig(
+                    base_url=base_url, model=model, tokenizer=tokenizer, isl=isl, osl=osl, conc=c,
+                    num_prompts=num_prompts, warmups=num_warmups, random_range_ratio=random_range_ratio,
+                    chat=chat, request_rate=request_rate, burstiness=burstiness, gpus=gpus, seed=seed,
+                    slo_ttft_ms=slo_ttft_ms, slo_tpot_ms=slo_tpot_ms, slo_e2el_ms=slo_e2el_ms,
+                    workers=workers if workers == "auto" else int(workers),
+                    max_failed_fraction=max_failed_fraction, fail_on_length_violation=not allow_length_mismatch,
+                    ignore_eos=not no_ignore_eos, request_timeout_s=request_timeout_s,
+                    save_detailed=save_detailed, save_texts=save_texts, metadata=meta,
+                )  # fmt: skip
+                result = run_benchmark(cfg)
+            except (ValidationError, TokenizerError, ValueError) as exc:
+                typer.echo(f"infersweep bench: invalid input: {exc}", err=True)
+                raise typer.Exit(2) from None
+            path = result_path(result_file, c, len(concs) > 1)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(path.name + ".tmp")
+            tmp.write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY))
+            tmp.replace(path)  # never a half-written result file
+            typer.echo(_summary(result))
+            typer.echo(f"  wrote {path}")
+            any_failed |= not result["infersweep"]["passed"]
+        if any_failed:
+            raise typer.Exit(1)

@@ -79,6 +79,7 @@ class ServeGroup(BaseModel):
     spec_decoding: str = "none"
     max_model_len: int
     exp_name: str
+    disagg: bool = False
     concs: tuple[int, ...] = Field(description="ascending")
     eval_concs: tuple[int, ...] = ()
 
@@ -90,3 +91,25 @@ class ServeGroup(BaseModel):
     @property
     def max_conc(self) -> int:
         return max(self.concs)
+
+    @property
+    def layout(self) -> str:
+        """Parallel layout in the seed recipe's words: TP8, TEP8 (ep>1), DEP8 (dp-attn), + PPn / MTP."""
+        kind = "DEP" if self.dp_attn else ("TEP" if self.ep > 1 else "TP")
+        text = f"{kind}{self.tp}"
+        if self.pp > 1:
+            text += f"-PP{self.pp}"
+        if self.spec_decoding != "none":
+            text += f"-{self.spec_decoding.upper()}"
+        return text
+
+    @property
+    def seq_len(self) -> str:
+        """InferenceX's shape name: 1k1k, 8k1k, else `<isl>_<osl>`."""
+        return {(1024, 1024): "1k1k", (8192, 1024): "8k1k"}.get((self.isl, self.osl), f"{self.isl}_{self.osl}")
+
+    @property
+    def name(self) -> str:
+        """Readable label `<config-key>_<seq-len>_<layout>`; unique within a plan unless two groups differ only
+        in fields the layout omits (image, dcp/pcp). The `id` is the real key."""
+        return f"{self.config_key}_{self.seq_len}_{self.layout}"

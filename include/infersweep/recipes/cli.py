@@ -1,9 +1,129 @@
-"""CLI commands for infersweep.recipes (registered by infersweep.cli)."""
+"""CLI commands for infersweep.recipes (registered by infersweep.cli).
+
+`infersweep recipe` prints the serve recipe of one serve group as JSON: the exact argv, env, GPU count and
+port a server of that group is started with, its fingerprint, and the memory preflight's verdict.
+"""
 
 from __future__ import annotations
 
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
+
 import typer
+
+if TYPE_CHECKING:
+    from infersweep.config.sweep import Sweep
+    from infersweep.plan.models import ServeGroup
+
+
+def _fail(message: str) -> NoReturn:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(2)
+
+
+def _topology(g: ServeGroup) -> str:
+    parts = [f"isl={g.isl}", f"osl={g.osl}", f"tp={g.tp}", f"ep={g.ep}"]
+    if g.dp_attn:
+        parts.append("dp-attn")
+    for name, value in (("pp", g.pp), ("dcp", g.dcp_size), ("pcp", g.pcp_size)):
+        if value != 1:
+            parts.append(f"{name}={value}")
+    if g.spec_decoding != "none":
+        parts.append(f"spec-decoding={g.spec_decoding}")
+    return " ".join(parts) + f" concs={','.join(map(str, g.concs))}"
+
+
+def select_group(
+    sweep: Sweep, *, config_key: str, isl: int, osl: int, tp: int, ep: int, dp_attn: bool, spec_decoding: str,
+) -> ServeGroup:
+    """The one serve group of `config_key` with this topology; ValueError listing the available ones otherwise."""
+    import difflib
+
+    from infersweep.plan.groups import group_jobs
+    from infersweep.plan.planner import PlanFilters, expand_jobs
+
+    if config_key not in sweep.entries:
+        close = difflib.get_close_matches(config_key, list(sweep.entries), n=5)
+        hint = f"; did you mean: {', '.join(close)}" if close else f" ({len(sweep.entries)} keys loaded)"
+        raise ValueError(f"config key {config_key!r} is not in the loaded configs{hint}")
+    groups = group_jobs(expand_jobs(sweep, PlanFilters(config_keys=(config_key,))))
+    if not groups:
+        raise ValueError(f"config key {config_key!r} has no single-node fixed-seq-len jobs (multinode or agentic only)")
+    matches = [
+        g for g in groups
+        if (g.isl, g.osl, g.tp, g.ep, g.dp_attn, g.spec_decoding) == (isl, osl, tp, ep, dp_attn, spec_decoding)
+    ]
+    if len(matches) == 1:
+        return matches[0]
+    wanted = f"isl={isl} osl={osl} tp={tp} ep={ep}{' dp-attn' if dp_attn else ''} spec-decoding={spec_decoding}"
+    listing = "\n".join(f"  {_topology(g)}" for g in groups)
+    if not matches:
+        raise ValueError(f"{config_key} has no serve group with {wanted}; available topologies:\n{listing}")
+    raise ValueError(f"{config_key}: {len(matches)} serve groups match {wanted} (they differ in pp/dcp/pcp):\n{listing}")
+
+
+def recipe_json(
+    sweep: Sweep, group: ServeGroup, *, port: int = 8888, hf_cache: str | None = None,
+    served_model_name: str | None = None,
+) -> dict[str, Any]:
+    """Recipe JSON for one group: the Recipe fields plus fingerprint, concs and the memory verdict."""
+    from infersweep.recipes.preflight import preflight
+    from infersweep.recipes.vllm import build_recipe
+
+    quirks = sweep.quirks_for(group.model_prefix, group.model)
+    recipe = build_recipe(group, quirks, port=port, hf_cache=hf_cache, served_model_name=served_model_name)
+    nodes = sweep.nodes_for(group.runner)
+    # The smallest GPU of the runner's nodes is the one that decides whether the server fits.
+    memory_gb = min(n.gpu_memory_gb for n in nodes) if nodes else None
+    verdict = preflight(group, quirks, memory_gb)
+    return {
+        **recipe.to_json(),
+        "fingerprint": recipe.fingerprint(),
+        "config_key": group.config_key,
+        "concs": list(group.concs),
+        "eval_concs": list(group.eval_concs),
+        "memory": verdict.to_json(),
+    }
+
+
+def recipe_command(
+    config: list[Path] | None = typer.Option(
+        None, "--config", help="Sweep files, folders of sweep files, or master files (repeatable; default configs/)."),
+    config_key: str = typer.Option(..., "--config-key", help="Config key, e.g. minimaxm3-fp8-h200-vllm."),
+    isl: int = typer.Option(..., "--isl", min=1),
+    osl: int = typer.Option(..., "--osl", min=1),
+    tp: int = typer.Option(..., "--tp", min=1),
+    ep: int = typer.Option(1, "--ep", min=1),
+    dp_attn: bool = typer.Option(False, "--dp-attn", help="DP attention (DEP) layout."),
+    conc: list[int] | None = typer.Option(None, "--conc", min=1, help="Concurrencies to size for (default: the group's)."),
+    spec_decoding: str = typer.Option("none", "--spec-decoding", help="none | mtp | … as in the config."),
+    port: int = typer.Option(8888, "--port", min=1, max=65535),
+    hf_cache: str | None = typer.Option(None, "--hf-cache", help="Host HF hub cache to mount into the container."),
+    served_model_name: str | None = typer.Option(None, "--served-model-name"),
+) -> None:
+    """Print the vLLM serve recipe of one serve group as JSON (image, argv, env, gpus, port, memory)."""
+    from infersweep.config.errors import ConfigError
+    from infersweep.config.sweep import load_sweep
+    from infersweep.recipes.errors import RecipeError
+
+    try:
+        sweep = load_sweep(config or [Path("configs")])
+    except ConfigError as exc:
+        _fail(str(exc))
+    try:
+        group = select_group(sweep, config_key=config_key, isl=isl, osl=osl, tp=tp, ep=ep, dp_attn=dp_attn,
+                             spec_decoding=spec_decoding)
+        if conc:
+            chosen = tuple(sorted(set(conc)))
+            group = group.model_copy(update={"concs": chosen, "eval_concs": tuple(c for c in group.eval_concs if c in chosen)})
+        out = recipe_json(sweep, group, port=port, hf_cache=hf_cache, served_model_name=served_model_name)
+    except (ValueError, RecipeError) as exc:
+        _fail(str(exc))
+    sys.stdout.write(json.dumps(out, indent=2) + "\n")
 
 
 def register(app: typer.Typer) -> None:
     """Attach this package's commands to the top-level app."""
+    app.command("recipe")(recipe_command)

@@ -9,6 +9,26 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
 
+#: Env vars that only say where things are on a node; they never change a result.
+_NODE_LOCAL_ENV = frozenset({"HF_HUB_CACHE", "HF_HOME"})
+
+
+def _without_port(argv: tuple[str, ...]) -> tuple[str, ...]:
+    out: list[str] = []
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+            continue
+        if arg == "--port":
+            skip = True
+            continue
+        if arg.startswith("--port="):
+            continue
+        out.append(arg)
+    return tuple(out)
+
+
 class Mount(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -35,9 +55,26 @@ class Recipe(BaseModel):
     serve_group: str | None = None
 
     def fingerprint(self) -> str:
-        """sha256 of the canonical recipe (port excluded: it does not change results)."""
-        payload = self.model_dump(mode="json", exclude={"port", "serve_group"})
+        """sha256 of what determines results: image, argv, env, GPUs, model.
+
+        Where the server listens (`port`, the `--port` value) and where the node keeps its HF cache
+        (mounts, `HF_HUB_CACHE`) differ per node and run without changing a number, so they are excluded:
+        the same recipe on another node or port is the same recipe, and reuse finds it.
+        """
+        payload = self.model_dump(mode="json", exclude={"port", "serve_group", "mounts", "ready_timeout_s"})
+        payload["argv"] = list(_without_port(self.argv))
+        payload["env"] = {k: v for k, v in self.env.items() if k not in _NODE_LOCAL_ENV}
         return hashlib.sha256(orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+    def with_port(self, port: int) -> Recipe:
+        """The same recipe listening on `port` (argv's `--port` value follows)."""
+        argv = list(self.argv)
+        for i, arg in enumerate(argv[:-1]):
+            if arg == "--port":
+                argv[i + 1] = str(port)
+        if "--port" not in argv and argv[:2] == ["vllm", "serve"]:
+            argv[3:3] = ["--port", str(port)]
+        return self.model_copy(update={"port": port, "argv": tuple(argv)})
 
     def to_json(self) -> dict[str, Any]:
         return self.model_dump(mode="json")

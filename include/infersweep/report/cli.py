@@ -1,9 +1,123 @@
-"""CLI commands for infersweep.report (registered by infersweep.cli)."""
+"""CLI commands for infersweep.report (registered by infersweep.cli).
+
+`infersweep report [--db URL] [--run RUN_ID ...] [--results-dir DIR] --out report.html`
+`infersweep report compare --base RUN_OR_IMAGE --head RUN_OR_IMAGE [--out FILE] [--fail-on-regression]`
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
+
+report_app = typer.Typer(
+    name="report",
+    help="Pareto reports (HTML, plotly inlined) and the regression gate.",
+    invoke_without_command=True,
+    no_args_is_help=False,
+)
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    typer.echo(f"infersweep report: {message}", err=True)
+    return typer.Exit(code)
+
+
+def _store_error(db: str | None, exc: Exception) -> str:
+    """One line naming the (masked) store URL, the driver's message and the usual fix."""
+    from infersweep.store.db import mask_url, resolve_url
+
+    detail = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+    return (f"cannot read the results store {mask_url(resolve_url(db))}: {detail} "
+            "(is the URL right, and has `infersweep db upgrade` created the schema?)")
+
+
+@report_app.callback()
+def report_command(
+    ctx: typer.Context,
+    db: str | None = typer.Option(None, "--db", help="Results DB URL (default: INFERSWEEP_DB_URL, the "
+                                  "infersweep_results connection, then .infersweep/results.sqlite)."),
+    run: list[str] | None = typer.Option(None, "--run", help="dag_id/run_id or an Airflow run id (repeatable). "
+                                         "Default: the newest run of each sweep DAG."),
+    dag_id: list[str] | None = typer.Option(None, "--dag-id", help="Only these sweep DAGs (repeatable)."),
+    results_dir: Path | None = typer.Option(None, "--results-dir", help="Read result JSON files (infersweep "
+                                            "spool .jsonl, InferenceX agg_*.json, ReportPoint JSON) instead of a DB."),
+    out: Path = typer.Option(Path("report.html"), "--out", help="The HTML file to write."),
+    title: str = typer.Option("infersweep report", "--title"),
+) -> None:
+    """Build the HTML report: per model and ISL/OSL, throughput/GPU vs interactivity and vs E2E latency
+    with Pareto frontiers, a table of every point (failures with their class) and the run summary."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from infersweep.report.json_source import ResultFileError
+    from infersweep.report.service import build_report
+    from infersweep.report.store_source import SelectorNotFound
+    from infersweep.report.text import summary_table
+    from infersweep.store.db import StoreConfigError
+
+    if results_dir is not None and (db or run):
+        raise _fail("--results-dir reads files; it cannot be combined with --db or --run")
+    try:
+        outcome = build_report(out, db_url=db, runs=run or (), results_dir=results_dir, dag_ids=dag_id or (),
+                               title=title)
+    except (SelectorNotFound, ResultFileError, StoreConfigError) as exc:
+        raise _fail(str(exc)) from None
+    except SQLAlchemyError as exc:
+        raise _fail(_store_error(db, exc)) from None
+    if outcome.summaries:
+        typer.echo(summary_table(outcome.summaries))
+    typer.echo(f"{outcome.green}/{len(outcome.points)} points green; report: {outcome.path.resolve()}")
+
+
+@report_app.command("compare")
+def compare_command(
+    base: str = typer.Option(..., "--base", help="Baseline: dag_id/run_id, run id, image tag/digest, or a result "
+                             "file/folder."),
+    head: str = typer.Option(..., "--head", help="Candidate, same forms as --base."),
+    db: str | None = typer.Option(None, "--db", help="Results DB URL (see `infersweep report --help`)."),
+    out: Path | None = typer.Option(None, "--out", help="Write the frontier-overlay HTML here."),
+    fail_on_regression: bool = typer.Option(False, "--fail-on-regression",
+                                            help="Exit 1 when a point regresses beyond its noise band (2: nothing "
+                                                 "comparable)."),
+    noise_floor: float = typer.Option(0.05, "--noise-floor", min=0.0, max=1.0,
+                                      help="Smallest noise band, as a fraction (0.05 = 5 %)."),
+    noise_k: float = typer.Option(3.0, "--noise-k", min=0.1, help="Band = max(floor, k × relative sigma)."),
+    metric: list[str] | None = typer.Option(None, "--metric", help="Gated metric (repeatable; default: "
+                                            "tput_per_gpu, median_intvty, median_ttft_ms, median_e2el_ms)."),
+    no_history: bool = typer.Option(False, "--no-history", help="Do not use earlier runs as a noise source."),
+    json_out: Path | None = typer.Option(None, "--json", help="Also write the gate result as JSON."),
+) -> None:
+    """Per-point deltas between two runs or two images, a frontier overlay, and the regression gate."""
+    import orjson
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from infersweep.report.json_source import ResultFileError
+    from infersweep.report.metrics import DEFAULT_GATE_METRICS
+    from infersweep.report.service import compare_and_gate, write_atomic, write_compare
+    from infersweep.report.store_source import SelectorNotFound
+    from infersweep.report.text import gate_table
+    from infersweep.store.db import StoreConfigError
+
+    try:
+        comparison, result = compare_and_gate(
+            base, head, db_url=db, floor=noise_floor, k=noise_k, metrics=tuple(metric or DEFAULT_GATE_METRICS),
+            use_history=not no_history,
+        )
+    except (SelectorNotFound, ResultFileError, StoreConfigError, ValueError) as exc:
+        raise _fail(str(exc)) from None
+    except SQLAlchemyError as exc:
+        raise _fail(_store_error(db, exc)) from None
+    typer.echo(gate_table(result))
+    if out is not None:
+        typer.echo(f"compare report: {write_compare(out, comparison, result).resolve()}")
+    if json_out is not None:
+        write_atomic(json_out, orjson.dumps(result.to_dict(), option=orjson.OPT_INDENT_2).decode())
+    if fail_on_regression and result.exit_code:
+        raise typer.Exit(result.exit_code)
 
 
 def register(app: typer.Typer) -> None:
     """Attach this package's commands to the top-level app."""
+    app.add_typer(report_app, name="report")

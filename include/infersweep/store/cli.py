@@ -1,9 +1,70 @@
-"""CLI commands for infersweep.store (registered by infersweep.cli)."""
+"""`infersweep db …`: migrate, inspect and flush the results database."""
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
+
+UrlOpt = Annotated[
+    str | None,
+    typer.Option("--url", help="SQLAlchemy URL (default: INFERSWEEP_DB_URL, Airflow conn infersweep_results, "
+                               "./.infersweep/results.sqlite)"),
+]
 
 
 def register(app: typer.Typer) -> None:
-    """Attach this package's commands to the top-level app."""
+    """Attach the `db` command group to the top-level app."""
+    db = typer.Typer(name="db", help="Results database: migrations, summaries, spool flush.", no_args_is_help=True)
+
+    @db.command("upgrade")
+    def upgrade(url: UrlOpt = None, revision: str = typer.Option("head", help="target revision")) -> None:
+        """Run the packaged alembic migrations."""
+        from infersweep.store.db import StoreConfigError
+        from infersweep.store.migrate import upgrade as do_upgrade
+
+        try:
+            masked = do_upgrade(url, revision)
+        except StoreConfigError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--url") from None
+        typer.echo(f"results DB {masked} is at {revision}")
+
+    @db.command("current")
+    def current(url: UrlOpt = None) -> None:
+        """Print the DB's migration revision and the packaged head."""
+        from infersweep.store.db import get_engine, mask_url
+        from infersweep.store.migrate import current_revision, head_revision
+
+        engine = get_engine(url)
+        typer.echo(f"{mask_url(engine.url)}: revision {current_revision(engine)} (head {head_revision()})")
+
+    @db.command("summary")
+    def summary(url: UrlOpt = None, dag_id: str | None = typer.Option(None, "--dag-id"),
+                run_id: str | None = typer.Option(None, "--run-id"), limit: int = 20) -> None:
+        """Run summaries ("53/55 green") and their failure classes."""
+        from infersweep.store.db import get_engine
+        from infersweep.store.views import failure_breakdown, run_summary
+
+        engine = get_engine(url)
+        rows = run_summary(engine, dag_id=dag_id, run_id=run_id, limit=limit)
+        if not rows:
+            typer.echo("no runs recorded")
+            return
+        for r in rows:
+            typer.echo(f"{r['dag_id']}  {r['run_id']}  {r['trigger_kind']:<9} {r['status']:<8} {r['label']}"
+                       f"  groups {r['groups_ok']}/{r['groups_total']}  evals {r['evals_passed']}/{r['evals_total']}")
+            for f in failure_breakdown(engine, dag_id=r["dag_id"], run_id=r["run_id"]):
+                typer.echo(f"    {f['source']:<8} {f['failure_kind']:<32} {f['n']}")
+
+    @db.command("flush")
+    def flush(url: UrlOpt = None, timeout: float = typer.Option(60.0, help="seconds to keep retrying")) -> None:
+        """Deliver spooled results to the DB (exit 1 if some remain)."""
+        from infersweep.store.api import ResultStore
+
+        store = ResultStore(dag_id="cli", run_id="flush", url=url)
+        result = store.flush(timeout_s=timeout)
+        typer.echo(f"applied {result.applied}, rejected {result.rejected}, remaining {result.remaining}")
+        if not result.complete:
+            raise typer.Exit(1)
+
+    app.add_typer(db)

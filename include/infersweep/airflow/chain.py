@@ -1,0 +1,338 @@
+"""The per-group chain: serve → warmup → benchmark → eval → teardown, on one leased node.
+
+The serve step's output (work item + server handle + lease) is what every later task receives. Local
+backends pick a free port, since several "nodes" of a simulated fleet share one machine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import logging
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from infersweep.airflow.context import (
+    RunContext,
+    free_port,
+    open_store,
+    recorded_attempt,
+    sim_tokenizer_dir,
+)
+from infersweep.airflow.settings import AirflowSettings
+from infersweep.config.inventory import Node
+from infersweep.engines.base import Engine, EngineError, ServerHandle
+from infersweep.engines.registry import get_engine
+from infersweep.faults.classify import ClassifiedError
+from infersweep.plan.models import ServeGroup
+from infersweep.recipes.model import Recipe
+from infersweep.store.api import ResultStore
+from infersweep.store.leases import LeaseHolder, NodeLease, acquire_lease, heartbeat, register_nodes, release
+
+log = logging.getLogger(__name__)
+
+def _group(work: dict[str, Any]) -> ServeGroup:
+    return ServeGroup.model_validate(work["group"])
+
+
+def _nodes(work: dict[str, Any]) -> list[Node]:
+    return [Node.model_validate(n) for n in work["nodes"]]
+
+
+def _engine(work: dict[str, Any], settings: AirflowSettings) -> Engine:
+    name = work["engine"]
+    log_dir = settings.work_dir / "server-logs"
+    if name == "sim":
+        extra: list[str] = ["--tokenizer", str(sim_tokenizer_dir())]
+        sim = work["sim"]
+        key = _answer_key(work, settings)
+        if key is not None:
+            extra += ["--answer-key", str(key), "--accuracy", str(sim["accuracy"])]
+        return get_engine("sim", time_scale=float(sim["time_scale"]), model_profile=sim.get("model_profile"),
+                          extra_args=extra, log_dir=log_dir)
+    if name == "vllm-process":
+        return get_engine(name, log_dir=log_dir)
+    return get_engine(name)
+
+
+def _answer_key(work: dict[str, Any], settings: AirflowSettings) -> Path | None:
+    """For the sim's accuracy path: a question → final-answer key built from the GSM8K test split."""
+    if not work.get("eval_concs"):
+        return None
+    from infersweep.evals.data import load_gsm8k
+
+    path = settings.work_dir / "sim-answer-key.jsonl"
+    if not path.exists():
+        data = load_gsm8k(work["eval"].get("data_dir") or _default_gsm8k_dir())
+        tmp = path.with_suffix(".tmp")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tmp.open("w") as fh:
+            for doc in data.test:
+                fh.write(json.dumps({"question": doc.question, "answer": doc.answer.split("####")[-1].strip()}) + "\n")
+        tmp.replace(path)
+    return path
+
+
+def _default_gsm8k_dir() -> str | None:
+    """A local GSM8K copy when present (INFERSWEEP_GSM8K_DIR, or the repo's ../shared), else the hub."""
+    import os
+
+    env = os.environ.get("INFERSWEEP_GSM8K_DIR")
+    if env:
+        return env
+    from infersweep.airflow.settings import REPO_ROOT
+
+    shared = REPO_ROOT.parent / "shared" / "data" / "gsm8k"
+    return str(shared) if (shared / "test.jsonl").exists() else None
+
+
+def _handle(served: dict[str, Any]) -> ServerHandle:
+    return ServerHandle(**served["handle"])
+
+
+def _lease(served: dict[str, Any]) -> NodeLease:
+    return NodeLease.model_validate(served["lease"])
+
+
+def download(work: dict[str, Any], rc: RunContext) -> dict[str, Any]:
+    """Fetch weights (and the drafter) into the node cache; one download per cache domain."""
+    store = open_store(rc)
+    group = _group(work)
+    with recorded_attempt(store, rc, group_id=group.id):
+        if work["engine"] == "sim":
+            log.info("sim engine: no weights to download for %s", group.model)
+            return {"skipped": "sim"}
+        from infersweep.engines.download import download_model, is_local_model
+
+        recipe = Recipe.model_validate(work["recipe"])
+        out: dict[str, Any] = {}
+        for repo in filter(None, (recipe.model, recipe.draft_model)):
+            if is_local_model(repo):
+                out[repo] = {"skipped": "local path"}
+                continue
+            node = _nodes(work)[0] if work["nodes"] else None
+            # On Postgres the per-(cache domain, repo, revision) lock is an advisory lock in the results DB.
+            result = download_model(repo, hf_home=node.hf_home if node else None,
+                                    cache_domain=(node.cache_domain or node.name) if node else "local",
+                                    pg_url=store.url if store.url.startswith("postgresql") else None,
+                                    token_conn_id=AirflowSettings.from_env().hf_conn_id)
+            out[repo] = result.to_json()
+        return out
+
+
+def serve(work: dict[str, Any], rc: RunContext) -> dict[str, Any]:
+    """Lease a node (reschedule while none is free), start the server, wait until it answers."""
+    settings = AirflowSettings.from_env()
+    store = open_store(rc, settings)
+    group = _group(work)
+    nodes = _nodes(work)
+    with recorded_attempt(store, rc, group_id=group.id) as attempt:
+        if not nodes:
+            raise ClassifiedError(
+                "config_error", f"no nodes in the inventory for runner label {group.runner!r}; add "
+                f"`inventory: {{{group.runner}: [{{name: ..., docker-url: ...}}]}}` to the sweep file")
+        register_nodes(store.engine, nodes)
+        holder = LeaseHolder(dag_id=rc.dag_id, run_id=rc.run_id, group_id=group.id, try_number=rc.try_number)
+        lease = acquire_lease(store.engine, runner=group.runner, holder=holder, ttl_s=settings.lease_ttl_s,
+                              nodes=nodes)
+        if lease is None:
+            from airflow.sdk.exceptions import AirflowRescheduleException
+
+            # No free node: give the worker slot back and ask again later (sensor reschedule semantics).
+            log.info("no free %s node for %s; rescheduling in %.0fs", group.runner, group.id, settings.lease_poke_s)
+            raise AirflowRescheduleException(datetime.now(UTC) + timedelta(seconds=settings.lease_poke_s))
+        node = lease.node_spec(nodes)
+        attempt["node"] = node.name
+        handle = _start(work, node, settings, store, rc, lease)
+        return {**work, "handle": dataclasses.asdict(handle), "lease": lease.model_dump(mode="json"),
+                "node": node.model_dump(mode="json", by_alias=True)}
+
+
+def _start(work: dict[str, Any], node: Node, settings: AirflowSettings, store: ResultStore, rc: RunContext,
+           lease: NodeLease) -> ServerHandle:
+    group = _group(work)
+    engine = _engine(work, settings)
+    recipe = Recipe.model_validate(work["recipe"])
+    if work["engine"] in ("sim", "vllm-process"):
+        recipe = recipe.with_port(free_port())
+    recipe = recipe.model_copy(update={"serve_group": group.id})
+    started = time.monotonic()
+    handle: ServerHandle | None = None
+    try:
+        handle = engine.start(recipe, node)
+        engine.wait_ready(handle)
+    except BaseException as exc:
+        # A half-started server is stopped here: the teardown only runs after a successful setup.
+        text = engine.stop(handle) if handle is not None else ""
+        if text:
+            store.record_server_log(group_id=group.id, text=text, try_number=rc.try_number, node=node.name)
+        release(store.engine, lease)
+        store.record_group({"id": group.id}, status="failed", node=node.name)
+        if isinstance(exc, EngineError):
+            raise
+        raise EngineError(f"{group.id}: server failed to start on {node.name}: {exc}") from exc
+    store.record_group({"id": group.id}, status="serving", node=node.name,
+                       model_load_s=round(time.monotonic() - started, 3), engine=work["engine"],
+                       engine_version=handle.engine_version, image_digest=handle.image_digest)
+    log.info("%s ready on %s at %s (%s)", group.id, node.name, handle.base_url, handle.engine_version)
+    return handle
+
+
+def _bench_config(served: dict[str, Any], conc: int, *, warmup_only: bool = False) -> Any:
+    from infersweep.bench import BenchConfig
+
+    group = _group(served)
+    bench = served["bench"]
+    recipe = served["recipe"]
+    tokenizer = str(sim_tokenizer_dir()) if served["engine"] == "sim" else recipe["model"]
+    return BenchConfig(
+        base_url=served["handle"]["base_url"], model=recipe.get("served_model_name") or recipe["model"],
+        tokenizer=tokenizer, isl=group.isl, osl=group.osl, conc=conc,
+        num_prompts=conc * (bench["warmups_per_conc"] if warmup_only else bench["prompts_per_conc"]),
+        warmups=0 if warmup_only else conc * bench["warmups_per_conc"],
+        random_range_ratio=bench["random_range_ratio"], gpus=group.gpus,
+        metadata={"config_key": group.config_key, "serve_group": group.id, "image": served["image"],
+                  "recipe_fingerprint": served["fingerprint"], "engine": served["engine"]},
+    )
+
+
+#: Per-request lists kept only in the raw client JSON, not in the metrics JSON.
+_PER_REQUEST = frozenset({"input_lens", "output_lens", "ttfts", "itls", "latencies", "start_times", "errors",
+                          "generated_texts", "tpots"})
+
+
+def measured(served: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
+    """A client result in the store's shape: headline metrics, the raw JSON, client_bound and pass/fail.
+
+    Against the time-scaled simulator the figures are first converted to simulated time.
+    """
+    if served["engine"] == "sim":
+        from infersweep.bench.timescale import to_simulated_time
+
+        result = to_simulated_time(result, float(served["sim"]["time_scale"]))
+    verdict = result.get("infersweep", {})
+    return {
+        "metrics": {k: v for k, v in result.items() if k not in _PER_REQUEST and k != "infersweep"},
+        "raw": result,
+        "client_bound": bool(verdict.get("client_bound", False)),
+        "status": "ok" if verdict.get("passed", False) else "failed",
+        "error": "; ".join(verdict.get("fail_reasons", [])) or None,
+    }
+
+
+def warmup(served: dict[str, Any], rc: RunContext) -> dict[str, Any]:
+    """Untimed requests at the group's highest concurrency, with distinct prompts (JIT, graphs, allocator)."""
+    from infersweep.bench import run_benchmark
+
+    store = open_store(rc)
+    group = _group(served)
+    with recorded_attempt(store, rc, group_id=group.id, node=served["node"]["name"]):
+        todo = served["concs"] or list(group.concs)
+        result = run_benchmark(_bench_config(served, max(todo), warmup_only=True))
+        return {"requests": result.get("completed"), "failed": result.get("failed")}
+
+
+def benchmark(served: dict[str, Any], rc: RunContext) -> dict[str, Any]:
+    """Every pending concurrency, ascending; each point is stored as it finishes, a retry resumes."""
+    from infersweep.bench import run_benchmark
+
+    settings = AirflowSettings.from_env()
+    store = open_store(rc, settings)
+    group = _group(served)
+    lease = _lease(served)
+    with recorded_attempt(store, rc, group_id=group.id, node=lease.node):
+        done = store.finished_points(group.id)
+        failed: list[str] = []
+        for conc in sorted(served["concs"]):
+            if conc in done:
+                log.info("%s conc %d already measured in this run; skipping", group.id, conc)
+                continue
+            heartbeat(store.engine, lease, ttl_s=settings.lease_ttl_s)
+            identity = {"engine": served["engine"], "image": served["image"],
+                        "image_digest": served["handle"].get("image_digest"),
+                        "recipe_fingerprint": served["fingerprint"],
+                        "engine_version": served["handle"].get("engine_version"),
+                        "config_key": group.config_key, "gpus": group.gpus}
+            try:
+                result = run_benchmark(_bench_config(served, conc))
+            except Exception as exc:
+                store.record_benchmark(group_id=group.id, isl=group.isl, osl=group.osl, conc=conc, error=exc,
+                                       **identity)
+                raise
+            point = measured(served, result)
+            store.record_benchmark(group_id=group.id, isl=group.isl, osl=group.osl, conc=conc, result=point,
+                                   **identity)
+            if point["status"] != "ok":
+                failed.append(f"conc {conc}: {point['error'] or 'failed'}")
+            m = point["metrics"]
+            log.info("%s conc %d: %.1f tok/s/gpu, median TPOT %.2f ms [%s]", group.id, conc,
+                     (m.get("total_token_throughput") or 0.0) / group.gpus, m.get("median_tpot_ms") or 0.0,
+                     point["status"])
+        if failed:
+            text = f"{group.id}: benchmark points failed: " + " | ".join(failed)
+            kind = "length_mismatch" if all("length violations" in f for f in failed) else "failed_requests_over_threshold"
+            raise ClassifiedError(kind, text)
+        return {"measured": sorted(set(served["concs"]) - done)}
+
+
+def evaluate(served: dict[str, Any], rc: RunContext) -> dict[str, Any]:
+    """gsm8k (lm-eval scoring) at the group's eval concurrencies on the running server."""
+    from infersweep.evals.gsm8k import run_gsm8k
+
+    settings = AirflowSettings.from_env()
+    store = open_store(rc, settings)
+    group = _group(served)
+    lease = _lease(served)
+    ev = served["eval"]
+    out: dict[str, Any] = {}
+    with recorded_attempt(store, rc, group_id=group.id, node=lease.node):
+        below: list[str] = []
+        for conc in served["eval_concs"]:
+            heartbeat(store.engine, lease, ttl_s=settings.lease_ttl_s)
+            result = run_gsm8k(
+                served["handle"]["base_url"], served["recipe"].get("served_model_name") or served["recipe"]["model"],
+                limit=ev.get("limit"), concurrency=conc, data_dir=ev.get("data_dir") or _default_gsm8k_dir(),
+                context_len=group.max_model_len, model_prefix=group.model_prefix,
+                out=settings.work_dir / "evals" / rc.run_id / f"{group.id}_conc{conc}.jsonl",
+            )
+            threshold = float(ev.get("threshold") or result.threshold)
+            passed = result.flexible_extract >= threshold and result.strict_match >= threshold
+            store.record_eval(
+                group_id=group.id, task=result.task, conc=conc, engine=served["engine"],
+                image_digest=served["handle"].get("image_digest"), recipe_fingerprint=served["fingerprint"],
+                result={"isl": group.isl, "osl": group.osl, "n": result.n, "strict": result.strict_match,
+                        "flexible": result.flexible_extract, "strict_stderr": result.stderr_strict_match,
+                        "flexible_stderr": result.stderr_flexible_extract, "threshold": threshold,
+                        "passed": passed, "raw": result.summary()},
+                samples=[s.model_dump(mode="json") for s in result.samples],
+            )
+            out[str(conc)] = {"strict": result.strict_match, "flexible": result.flexible_extract, "n": result.n}
+            if not passed:
+                below.append(f"conc {conc}: strict {result.strict_match:.3f} / flexible "
+                             f"{result.flexible_extract:.3f} < {threshold:.2f}")
+        if below:
+            raise ClassifiedError("accuracy_below_threshold", f"{group.id}: " + "; ".join(below))
+        return out
+
+
+def teardown(served: dict[str, Any], rc: RunContext) -> dict[str, Any]:
+    """Stop the server (logs first), store the log, release the lease, flush the spool."""
+    settings = AirflowSettings.from_env()
+    store = open_store(rc, settings)
+    group = _group(served)
+    lease = _lease(served)
+    with recorded_attempt(store, rc, group_id=group.id, node=lease.node):
+        text = _engine(served, settings).stop(_handle(served))
+        store.record_server_log(group_id=group.id, text=text, try_number=rc.try_number, node=lease.node)
+        released = release(store.engine, lease)
+        store.record_group({"id": group.id}, status="done", finished_at=datetime.now(UTC))
+        flushed = store.flush()
+        return {"released": released, "log_bytes": len(text), "spool_complete": flushed.complete}
+
+
+def run_async(coro: Any) -> Any:
+    """Run a coroutine from a sync task body."""
+    return asyncio.run(coro)

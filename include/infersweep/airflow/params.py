@@ -1,0 +1,82 @@
+"""Trigger params for a sweep DAG, as JSON schema so the UI form is usable and the REST API answers 400.
+
+Enums are filled from the config entry at parse time (its seq-lens, TP/EP values and concurrencies), so a
+trigger asking for a topology the config does not have is rejected by Airflow before a run exists.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from airflow.sdk import Param
+
+ENGINES = ("sim", "vllm-docker", "vllm-process")
+
+
+def _int_array(values: Iterable[int], description: str) -> Param:
+    allowed = sorted(set(values))
+    return Param(
+        [],
+        type="array",
+        items={"type": "integer", "enum": allowed} if allowed else {"type": "integer", "minimum": 1},
+        uniqueItems=True,
+        description=f"{description} Empty = all. Allowed: {allowed}",
+    )
+
+
+def build_params(
+    *,
+    seq_lens: Iterable[str],
+    tps: Iterable[int],
+    eps: Iterable[int],
+    concs: Iterable[int],
+    default_engine: str,
+    eval_enabled: bool,
+) -> dict[str, Param]:
+    """The Params of one sweep DAG. Keys are a contract (REST conf and the UI form use them)."""
+    if default_engine not in ENGINES:
+        raise ValueError(f"engine {default_engine!r} is not one of {ENGINES}")
+    seq = sorted(set(seq_lens))
+    return {
+        "seq_lens": Param(
+            [], type="array", items={"type": "string", "enum": seq}, uniqueItems=True,
+            description=f"Sequence-length scenarios to run. Empty = all. Allowed: {seq}",
+        ),
+        "tp": _int_array(tps, "Only serve groups with these tensor-parallel sizes."),
+        "ep": _int_array(eps, "Only serve groups with these expert-parallel sizes."),
+        "dp_attn": Param(
+            "any", type="string", enum=["any", "true", "false"],
+            description="Only DEP groups (true), only non-DEP groups (false), or both (any).",
+        ),
+        "concs": _int_array(concs, "Concurrency subset to benchmark."),
+        "image": Param(
+            None, type=["null", "string"], pattern=r"^[^\s:]+(:[^\s:/]+|@sha256:[0-9a-f]{64})$",
+            description="Override the serving image (repo:tag or repo@sha256:digest). Empty = from config "
+            "or the image-tag pattern for this logical date.",
+        ),
+        "model": Param(
+            None, type=["null", "string"], minLength=1,
+            description="Override the model (HF repo id or a local path), e.g. for ENGINE=vllm-process demos.",
+        ),
+        "engine": Param(default_engine, type="string", enum=list(ENGINES), description="Serving backend."),
+        "force": Param(False, type="boolean", description="Re-measure points that already have a result."),
+        "reuse_run_id": Param(
+            None, type=["null", "string"], minLength=1,
+            description="Copy another run's results into this run (with provenance) instead of measuring.",
+        ),
+        "eval": Param(eval_enabled, type="boolean", description="Run gsm8k at the planner's eval concurrencies."),
+        "eval_limit": Param(
+            None, type=["null", "integer"], minimum=1, description="Limit gsm8k to the first N test questions.",
+        ),
+        "dry_run": Param(False, type="boolean", description="Plan only: log the group table and start nothing."),
+        "sim_time_scale": Param(
+            None, type=["null", "number"], exclusiveMinimum=0,
+            description="Simulated engine only: run this many times faster than real time.",
+        ),
+    }
+
+
+def param_values(params: dict[str, Any]) -> dict[str, Any]:
+    """Plain values from a task context's params (ParamsDict or dict)."""
+    return {k: (v.value if isinstance(v, Param) else v) for k, v in dict(params).items()}

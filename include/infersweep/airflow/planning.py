@@ -1,0 +1,136 @@
+"""The `plan` task: config + trigger params + the store's finished work → the serve groups to run.
+
+Everything a chain needs is decided here, once, and handed to the mapped tasks as plain JSON (recipe,
+nodes, client settings), so later tasks never re-read the config and a retry sees the same plan.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import date
+from typing import Any
+
+from infersweep.airflow.context import RunContext, open_store
+from infersweep.airflow.settings import AirflowSettings
+from infersweep.config.sweep import Sweep, load_sweep
+from infersweep.faults.classify import ClassifiedError
+from infersweep.plan.groups import group_jobs
+from infersweep.plan.models import ServeGroup
+from infersweep.plan.planner import PlanFilters, expand_jobs
+from infersweep.recipes.preflight import preflight
+from infersweep.recipes.vllm import build_recipe
+
+log = logging.getLogger(__name__)
+
+
+def _wanted(group: ServeGroup, params: dict[str, Any]) -> bool:
+    if params.get("tp") and group.tp not in params["tp"]:
+        return False
+    if params.get("ep") and group.ep not in params["ep"]:
+        return False
+    dp = params.get("dp_attn", "any")
+    return dp == "any" or (dp == "true") == group.dp_attn
+
+
+def resolve_image(sweep: Sweep, config_key: str, rc: RunContext) -> str:
+    """Param override, else (scheduled/backfill runs) the sweep's image for the logical date, else the config's."""
+    override = rc.params.get("image")
+    if override:
+        return str(override)
+    day = rc.logical_day
+    if day is not None and rc.trigger_kind in ("scheduled", "backfill"):
+        dated = sweep.image_for(date(day.year, day.month, day.day), config_key)
+        if dated:
+            return dated
+    return sweep.entries[config_key].image
+
+
+def select_groups(sweep: Sweep, config_key: str, params: dict[str, Any]) -> list[ServeGroup]:
+    """The config key's serve groups after the trigger's filters (seq-lens, tp/ep/dp-attn, concs, eval)."""
+    seq_lens = tuple(params.get("seq_lens") or ())
+    jobs = expand_jobs(sweep, PlanFilters(config_keys=(config_key,), single_node=True))
+    groups = []
+    for g in group_jobs(jobs):
+        seq = f"{g.isl // 1024}k{g.osl // 1024}k"
+        if seq_lens and seq not in seq_lens:
+            continue
+        if not _wanted(g, params):
+            continue
+        concs = tuple(c for c in g.concs if not params.get("concs") or c in params["concs"])
+        if not concs:
+            continue
+        evals = tuple(c for c in g.eval_concs if c in concs) if params.get("eval", True) else ()
+        groups.append(g.model_copy(update={"concs": concs, "eval_concs": evals}))
+    return groups
+
+
+def plan_run(config_key: str, rc: RunContext) -> list[dict[str, Any]]:
+    """Record the run and its groups; return one work item per group that still has something to do."""
+    settings = AirflowSettings.from_env()
+    sweep = load_sweep(list(settings.config_paths))
+    if config_key not in sweep.entries:
+        raise ClassifiedError("config_error", f"config key {config_key!r} is no longer in {settings.config_paths}")
+    params = rc.params
+    engine_name = params.get("engine") or sweep.settings_for(config_key).engine
+    image = resolve_image(sweep, config_key, rc)
+    store = open_store(rc, settings)
+    store.start_run(trigger_kind=rc.trigger_kind, logical_date=rc.logical_day, config_key=config_key,
+                    image_tag=image, engine=engine_name, params=params)
+    if params.get("reuse_run_id"):
+        from infersweep.store.reuse import copy_run_results
+
+        store.flush()
+        copied = copy_run_results(store.engine, str(params["reuse_run_id"]), rc.run_id, target_dag_id=rc.dag_id)
+        log.info("reused %s from run %s", copied, params["reuse_run_id"])
+
+    bench = sweep.settings_for(config_key).bench
+    sim = sweep.settings_for(config_key).sim
+    eval_settings = sweep.eval_for(config_key)
+    work: list[dict[str, Any]] = []
+    table: list[str] = []
+    for group in select_groups(sweep, config_key, params):
+        group = group.model_copy(update={"image": image, "model": params.get("model") or group.model})
+        quirks = sweep.quirks_for(group.model_prefix, group.model)
+        nodes = sweep.nodes_for(group.runner)
+        recipe = build_recipe(group, quirks, served_model_name=group.model)
+        verdict = preflight(group, quirks, gpu_memory_gb=nodes[0].gpu_memory_gb if nodes else None)
+        store.record_group(group, recipe=recipe, memory_verdict=verdict.to_json(), engine=engine_name,
+                           status="planned")
+        line = f"{group.id} tp{group.tp} ep{group.ep} dpa={group.dp_attn} {group.isl}/{group.osl} concs={list(group.concs)}"
+        if verdict.verdict == "cannot-fit":
+            store.fail_group(group.id, ClassifiedError("memory_preflight", verdict.reason), concs=group.concs,
+                             isl=group.isl, osl=group.osl)
+            table.append(f"{line}  SKIP (memory preflight: {verdict.reason})")
+            continue
+        reuse = store.plan_reuse(group, recipe_fingerprint=recipe.fingerprint(), image_digest_or_tag=image,
+                                 backend=engine_name, force=bool(params.get("force")))
+        if not reuse.needs_server:
+            store.record_group({"id": group.id}, status="reused")
+            table.append(f"{line}  DONE (reused {sorted(reuse.done_concs)})")
+            continue
+        table.append(f"{line}  RUN {reuse.pending_concs} eval {reuse.pending_eval_concs} [{verdict.verdict}]")
+        work.append({
+            "group": group.model_dump(mode="json"),
+            "recipe": recipe.to_json(),
+            "fingerprint": recipe.fingerprint(),
+            "engine": engine_name,
+            "image": image,
+            "nodes": [n.model_dump(mode="json", by_alias=True) for n in nodes],
+            "concs": reuse.pending_concs,
+            "eval_concs": reuse.pending_eval_concs,
+            "bench": bench.model_dump(mode="json"),
+            "eval": {
+                "task": eval_settings.task,
+                "limit": params.get("eval_limit") or eval_settings.limit,
+                "threshold": eval_settings.threshold_for(group.model_prefix),
+                "data_dir": getattr(eval_settings, "data_dir", None),
+            },
+            "sim": {**sim.model_dump(mode="json"), "time_scale": params.get("sim_time_scale") or sim.time_scale},
+        })
+    log.info("plan for %s (%s, image %s, engine %s):\n  %s", config_key, rc.run_id, image, engine_name,
+             "\n  ".join(table) or "(no serve groups match the params)")
+    if params.get("dry_run"):
+        log.info("dry_run: nothing is started")
+        store.finish_run("dry_run")
+        return []
+    return work

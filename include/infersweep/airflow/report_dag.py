@@ -1,0 +1,47 @@
+"""The report DAG: scheduled on the results asset every sweep run emits.
+
+It rebuilds the HTML report for the run that just finished and runs the regression gate against the
+previous image of the same sweep. A regression fails this DAG's run (not the sweep's), so the nightly
+view shows red where performance dropped.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow.sdk import DAG, get_current_context, task
+
+from infersweep.airflow import runtime
+from infersweep.airflow.assets import RESULTS_ASSET
+from infersweep.airflow.factory import START_DATE
+
+REPORT_DAG_ID = "infersweep_report"
+
+
+@task
+def report_and_gate() -> dict[str, Any]:
+    """Build the report for each triggering sweep run and gate it against the previous image."""
+    ctx = get_current_context()
+    events = ctx.get("triggering_asset_events") or {}
+    runs: list[dict[str, Any]] = []
+    for asset_events in events.values():
+        for event in asset_events:
+            extra = dict(getattr(event, "extra", {}) or {})
+            if extra.get("run_id"):
+                runs.append(extra)
+    return runtime.report_and_gate(runs)
+
+
+def build_report_dag() -> DAG:
+    """The asset-scheduled report/regression DAG."""
+    with DAG(
+        dag_id=REPORT_DAG_ID,
+        schedule=[RESULTS_ASSET],
+        start_date=START_DATE,
+        catchup=False,
+        max_active_runs=1,
+        tags=["infersweep", "report"],
+        doc_md="Builds the infersweep report and runs the regression gate after every sweep run.",
+    ) as dag:
+        report_and_gate()
+    return dag

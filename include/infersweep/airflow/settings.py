@@ -1,0 +1,44 @@
+"""Settings for the Airflow side, from the environment (validated once, here)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+#: Repo root when running from a checkout (dags/ and configs/ sit beside include/).
+REPO_ROOT = Path(__file__).resolve().parents[3]
+
+
+@dataclass(frozen=True)
+class AirflowSettings:
+    """Where configs come from and how tasks are routed.
+
+    - INFERSWEEP_CONFIGS: colon-separated sweep files, folders or InferenceX master files
+      (default: the repo's `configs/`).
+    - INFERSWEEP_CELERY_QUEUES: "1" routes node-touching tasks to a queue named after the runner label
+      (CeleryExecutor fleets: one worker per GPU SKU listens on its label's queue).
+    - INFERSWEEP_LEASE_TTL_S: node lease time-to-live; benchmark/eval heartbeat it.
+    - INFERSWEEP_WORK_DIR: where spools, server logs and reports go.
+    - INFERSWEEP_HF_CONN_ID: Airflow connection whose password is the HF token (else env HF_TOKEN).
+    """
+
+    config_paths: tuple[Path, ...]
+    celery_queues: bool
+    lease_ttl_s: float
+    lease_poke_s: float
+    work_dir: Path
+    hf_conn_id: str | None = None
+
+    @classmethod
+    def from_env(cls) -> AirflowSettings:
+        raw = os.environ.get("INFERSWEEP_CONFIGS", "")
+        paths = tuple(Path(p) for p in raw.split(":") if p.strip()) or (REPO_ROOT / "configs",)
+        return cls(
+            config_paths=paths,
+            celery_queues=os.environ.get("INFERSWEEP_CELERY_QUEUES", "0") == "1",
+            lease_ttl_s=float(os.environ.get("INFERSWEEP_LEASE_TTL_S", "900")),
+            lease_poke_s=float(os.environ.get("INFERSWEEP_LEASE_POKE_S", "10")),
+            work_dir=Path(os.environ.get("INFERSWEEP_WORK_DIR", REPO_ROOT / ".infersweep")),
+            hf_conn_id=os.environ.get("INFERSWEEP_HF_CONN_ID") or None,
+        )

@@ -1,0 +1,89 @@
+"""TaskFlow tasks of a sweep DAG. Each is a thin shell around `infersweep.airflow.runtime`.
+
+The bodies hold no logic beyond pulling identity out of the Airflow context, so everything that matters
+is testable without Airflow (tests/airflow/test_runtime.py) and the DAG file stays cheap to parse.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow.sdk import TriggerRule, get_current_context, setup, task, teardown
+
+from infersweep.airflow import runtime
+from infersweep.airflow.assets import RESULTS_ASSET
+from infersweep.airflow.params import param_values
+
+
+def run_context() -> runtime.RunContext:
+    """Identity of the current task try, from the Airflow context."""
+    ctx = get_current_context()
+    dag_run = ctx["dag_run"]
+    ti = ctx["ti"]
+    logical = ctx.get("logical_date")
+    return runtime.RunContext(
+        dag_id=dag_run.dag_id,
+        run_id=dag_run.run_id,
+        run_type=str(getattr(dag_run, "run_type", "manual")),
+        logical_date=logical.isoformat() if logical else None,
+        task_id=ti.task_id,
+        try_number=int(ti.try_number or 1),
+        map_index=int(getattr(ti, "map_index", -1) if getattr(ti, "map_index", None) is not None else -1),
+        params=param_values(ctx["params"]),
+    )
+
+
+@task
+def plan(config_key: str) -> list[dict[str, Any]]:
+    """Plan the serve groups for this run (config + params + reuse), record the run; one item per group."""
+    return runtime.plan_run(config_key, run_context())
+
+
+@task
+def download(work: dict[str, Any]) -> dict[str, Any]:
+    """Fetch weights (and the drafter) once per cache domain; skipped for local paths and the sim."""
+    return runtime.download(work, run_context())
+
+
+@setup
+def serve(work: dict[str, Any]) -> dict[str, Any]:
+    """Acquire a node lease (rescheduling while none is free), start the server and wait until ready."""
+    return runtime.serve(work, run_context())
+
+
+@task
+def warmup(served: dict[str, Any]) -> dict[str, Any]:
+    """Untimed warm-up requests with distinct prompts."""
+    return runtime.warmup(served, run_context())
+
+
+@task
+def benchmark(served: dict[str, Any]) -> dict[str, Any]:
+    """Every concurrency of the group, ascending, on this one server; resumes at the first unfinished point."""
+    return runtime.benchmark(served, run_context())
+
+
+@task
+def evaluate(served: dict[str, Any]) -> dict[str, Any]:
+    """gsm8k at the group's eval concurrencies, on the same server."""
+    return runtime.evaluate(served, run_context())
+
+
+def stop(served: dict[str, Any]) -> dict[str, Any]:
+    """Stop the server, keep its log, release the lease and flush the spool. Always runs."""
+    return runtime.teardown(served, run_context())
+
+
+def stop_task() -> Any:
+    """A fresh `@teardown` task for one DAG: Airflow's teardown decorator mutates itself on first use, so
+    one decorated object cannot be called in two DAGs."""
+    return teardown(stop)
+
+
+@task(trigger_rule=TriggerRule.ALL_DONE, outlets=[RESULTS_ASSET])
+def finalize(config_key: str) -> dict[str, Any]:
+    """Summarise the run (points green/total, failures by class) and emit the results asset."""
+    rc = run_context()
+    summary = runtime.finalize_run(config_key, rc)
+    get_current_context()["outlet_events"][RESULTS_ASSET].extra = {"dag_id": rc.dag_id, "run_id": rc.run_id}
+    return summary

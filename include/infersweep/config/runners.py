@@ -1,0 +1,61 @@
+"""InferenceX `runners.yaml`: runner label → concrete runner names (+ optional hardware facts).
+
+Two layouts exist. Around PR #1731 the file maps each label straight to a list of runner names; later
+snapshots nest that under `labels:` and add `hardware:` (gpus-per-node, available-cpu-dram-mib). Both
+are read unchanged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from infersweep.config.errors import IssueCollector
+from infersweep.config.yamlio import YamlDoc, read_yaml
+
+
+@dataclass(frozen=True)
+class Runners:
+    """Known runner labels and the runner names behind each."""
+
+    file: str
+    labels: dict[str, tuple[str, ...]]
+    hardware: dict[str, dict[str, Any]] = field(default_factory=dict)
+    lines: dict[str, int] = field(default_factory=dict)
+
+
+def load_runners(path: Path, issues: IssueCollector, *, display: str | None = None) -> Runners | None:
+    """Read and validate a runners.yaml; problems go to `issues`."""
+    doc = read_yaml(path, issues, display=display)
+    return runners_from_doc(doc, issues) if doc is not None else None
+
+
+def runners_from_doc(doc: YamlDoc, issues: IssueCollector) -> Runners | None:
+    data = doc.data
+    if not isinstance(data, dict):
+        issues.add(doc.file, doc.line_of(()), "runners file must be a mapping of runner label → list of runner names")
+        return None
+    nested = isinstance(data.get("labels"), dict)
+    table: dict[Any, Any] = data["labels"] if nested else data
+    base: tuple[str, ...] = ("labels",) if nested else ()
+    hardware: dict[str, dict[str, Any]] = {}
+    if nested:
+        extra = sorted(str(k) for k in data if k not in ("labels", "hardware"))
+        if extra:
+            issues.add(doc.file, doc.line_of((extra[0],)), f"unknown key '{extra[0]}'", allowed="labels, hardware")
+        raw_hw = data.get("hardware") or {}
+        if not isinstance(raw_hw, dict) or not all(isinstance(v, dict) for v in raw_hw.values()):
+            issues.add(doc.file, doc.line_of(("hardware",)), "hardware must map a label to a mapping of facts")
+        else:
+            hardware = {str(k): dict(v) for k, v in raw_hw.items()}
+    labels: dict[str, tuple[str, ...]] = {}
+    for label, names in table.items():
+        path = (*base, label)
+        if not isinstance(names, list) or not names or not all(isinstance(n, str) and n for n in names):
+            issues.add(doc.file, doc.line_of(path), f"runner label '{label}' must map to a non-empty list of runner names",
+                       field_path=str(label), allowed="e.g. h200: [h200-cw_00, h200-cw_01]")
+            continue
+        labels[str(label)] = tuple(names)
+    lines = {str(k): doc.lines.get((*base, k), 0) for k in table}
+    return Runners(file=doc.file, labels=labels, hardware=hardware, lines=lines)

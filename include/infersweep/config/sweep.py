@@ -1,0 +1,570 @@
+"""Our sweep file, and `load_sweep()`: the one entry point that turns config paths into a validated `Sweep`.
+
+A sweep file is a YAML mapping whose `sweep:` key names it (that key is how it is told apart from an
+InferenceX master file). Everything else is optional:
+
+    sweep: minimaxm3-hopper
+    engine: vllm-docker                 # sim | vllm-docker | vllm-process (default vllm-docker)
+    schedule: "0 2 * * *"               # cron, preset, or null for manual runs only
+    image-tag-pattern: "vllm/vllm-openai:nightly-{{ ds_nodash }}"   # backfills: logical date → image
+    image-history: {2026-06-12: vllm/vllm-openai:minimax-m3}
+    runners: ../runners.yaml            # runner labels to validate against (else runners.yaml beside a master)
+    masters:                            # InferenceX master files, key selection by glob
+      - {path: nvidia-master.yaml, config-keys: ["minimaxm3-*"]}
+    entries: {<config-key>: <InferenceX entry>}      # inline entries, same schema as a master file
+    inventory: {<runner label>: [{name, docker-url, gpus, gpu-memory-gb, hf-home, cache-domain}]}
+    inventory-files: [inventory.yaml]   # each: {<runner label>: [nodes]}
+    quirks: {<model-prefix or HF id>: <ModelQuirks>}
+    quirks-files: [quirks.yaml]         # each: {<model-prefix or HF id>: <ModelQuirks>}; inline wins
+    eval: {enabled, task: gsm8k, limit, num-fewshot, default-threshold, thresholds | thresholds-file}
+    bench: {random-range-ratio: 0.8, prompts-per-conc: 10, warmups-per-conc: 2}
+
+Relative paths are relative to the sweep file. `load_sweep` also accepts master files directly and
+folders (every sweep file in them). All problems in all files are reported together as one ConfigError.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fnmatch
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError, field_validator
+
+from infersweep.config.errors import ConfigIssue, IssueCollector, PathPart
+from infersweep.config.inventory import Node
+from infersweep.config.master import FieldProblem, MasterEntry, entry_problems
+from infersweep.config.quirks import ModelQuirks
+from infersweep.config.runners import Runners, load_runners
+from infersweep.config.schema_errors import add_validation_issues, validate_yaml
+from infersweep.config.settings import (
+    DEFAULT_ENGINE,
+    DEFAULT_SCHEDULE,
+    BenchSettings,
+    Engine,
+    EvalSettings,
+    EvalThresholds,
+    SimSettings,
+    check_image_history,
+    check_image_pattern,
+    check_schedule,
+    render_image,
+)
+from infersweep.config.yamlio import YamlDoc, read_yaml
+
+SWEEP_MARKER = "sweep"
+_MASTER_HINT_KEYS = {"image", "model", "scenarios", "multinode", "runner"}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class MasterRef(_Strict):
+    """A master file to take entries from, and which config keys (globs) to take."""
+
+    path: StrictStr
+    config_keys: tuple[StrictStr, ...] = Field(default=("*",), alias="config-keys", min_length=1)
+
+
+class SweepFile(_Strict):
+    """The sweep-file schema. `entries`, `inventory` and `quirks` are validated item by item afterwards,
+    so their errors carry the config key / label / model they belong to."""
+
+    sweep: StrictStr = Field(min_length=1, description="sweep name")
+    description: StrictStr | None = None
+    engine: Engine = DEFAULT_ENGINE
+    schedule: StrictStr | None = DEFAULT_SCHEDULE
+    image_tag_pattern: StrictStr | None = Field(default=None, alias="image-tag-pattern")
+    image_history: dict[date, StrictStr] = Field(default_factory=dict, alias="image-history")
+    runners: StrictStr | None = None
+    masters: tuple[MasterRef | StrictStr, ...] = ()
+    entries: dict[StrictStr, Any] = Field(default_factory=dict)
+    inventory: dict[StrictStr, Any] = Field(default_factory=dict)
+    inventory_files: tuple[StrictStr, ...] = Field(default=(), alias="inventory-files")
+    quirks: dict[StrictStr, Any] = Field(default_factory=dict)
+    quirks_files: tuple[StrictStr, ...] = Field(default=(), alias="quirks-files")
+    eval: EvalSettings = Field(default_factory=EvalSettings)
+    bench: BenchSettings = Field(default_factory=BenchSettings)
+    sim: SimSettings = Field(default_factory=SimSettings)
+
+    @field_validator("schedule")
+    @classmethod
+    def _schedule(cls, v: str | None) -> str | None:
+        return check_schedule(v)
+
+    @field_validator("image_tag_pattern")
+    @classmethod
+    def _pattern(cls, v: str | None) -> str | None:
+        return check_image_pattern(v) if v is not None else None
+
+    @field_validator("image_history")
+    @classmethod
+    def _history(cls, v: dict[date, str]) -> dict[date, str]:
+        return check_image_history(v)
+
+
+@dataclass(frozen=True)
+class SweepSettings:
+    """The settings of one sweep file (defaults for master files loaded directly)."""
+
+    name: str
+    engine: Engine = DEFAULT_ENGINE
+    schedule: str | None = DEFAULT_SCHEDULE
+    image_tag_pattern: str | None = None
+    image_history: dict[date, str] = field(default_factory=dict)
+    eval: EvalSettings = field(default_factory=EvalSettings)
+    bench: BenchSettings = field(default_factory=BenchSettings)
+    sim: SimSettings = field(default_factory=SimSettings)
+    file: str | None = None
+
+    def image_for(self, day: date) -> str | None:
+        """The image to serve for a logical date: the recorded one, else the pattern, else None (= config's)."""
+        if day in self.image_history:
+            return self.image_history[day]
+        return render_image(self.image_tag_pattern, day) if self.image_tag_pattern else None
+
+
+@dataclass
+class Sweep:
+    """Everything a sweep needs, validated: entries by config key, inventory, quirks and settings.
+
+    With several sweep files loaded, each config key keeps the settings of the file that brought it in
+    (`settings_for(key)`); the top-level `eval`, `engine`, … are those of the first sweep file.
+    """
+
+    name: str
+    entries: dict[str, MasterEntry] = field(default_factory=dict)
+    sources: dict[str, tuple[str, int]] = field(default_factory=dict)
+    inventory: dict[str, list[Node]] = field(default_factory=dict)
+    quirks: dict[str, ModelQuirks] = field(default_factory=dict)
+    eval: EvalSettings = field(default_factory=EvalSettings)
+    bench: BenchSettings = field(default_factory=BenchSettings)
+    engine: Engine = DEFAULT_ENGINE
+    schedule: str | None = DEFAULT_SCHEDULE
+    image_tag_pattern: str | None = None
+    image_history: dict[date, str] = field(default_factory=dict)
+    runners: Runners | None = None
+    files: tuple[str, ...] = ()
+    warnings: list[ConfigIssue] = field(default_factory=list)
+    settings: dict[str, SweepSettings] = field(default_factory=dict)
+
+    def settings_for(self, config_key: str) -> SweepSettings:
+        """Settings of the sweep file `config_key` came from."""
+        return self.settings.get(config_key) or SweepSettings(
+            name=self.name, engine=self.engine, schedule=self.schedule, image_tag_pattern=self.image_tag_pattern,
+            image_history=self.image_history, eval=self.eval, bench=self.bench)
+
+    def eval_for(self, config_key: str) -> EvalSettings:
+        """Eval settings that apply to `config_key`."""
+        return self.settings_for(config_key).eval
+
+    def quirks_for(self, model_prefix: str, model: str) -> ModelQuirks | None:
+        """Quirks for a model: an entry keyed by the HF model id wins over one keyed by model-prefix."""
+        return self.quirks.get(model) or self.quirks.get(model_prefix)
+
+    def source_of(self, config_key: str) -> tuple[str, int]:
+        """(file, line) where `config_key` is defined."""
+        return self.sources[config_key]
+
+    def nodes_for(self, runner: str) -> list[Node]:
+        """Inventory nodes for a runner label (empty when the sweep has none)."""
+        return list(self.inventory.get(runner, []))
+
+    def image_for(self, day: date, config_key: str | None = None) -> str | None:
+        """The image for a logical date (of `config_key`'s sweep file): recorded, else the pattern, else None."""
+        if config_key is not None:
+            return self.settings_for(config_key).image_for(day)
+        if day in self.image_history:
+            return self.image_history[day]
+        return render_image(self.image_tag_pattern, day) if self.image_tag_pattern else None
+
+    def runner_labels(self) -> set[str]:
+        """Labels entries may use: runners.yaml labels plus inventory labels."""
+        return set(self.runners.labels if self.runners else ()) | set(self.inventory)
+
+
+def load_sweep(paths: Sequence[str | Path], *, runners: Path | str | None = None) -> Sweep:
+    """Load sweep files, folders of sweep files and/or InferenceX master files into one validated Sweep.
+
+    With several sweep files, entries, inventory and quirks are merged (a config key defined twice is an
+    error); scalar settings (engine, schedule, eval, bench, image pattern) come from the first file that
+    sets them. Raises ConfigError listing every problem found.
+    """
+    loader = _SweepLoader(Path(runners) if runners is not None else None)
+    for path in paths:
+        loader.add_path(Path(path))
+    return loader.finish()
+
+
+def load_sweeps(paths: Sequence[str | Path], *, runners: Path | str | None = None) -> list[Sweep]:
+    """One Sweep per sweep file (or master file) found under `paths`, e.g. one DAG set per sweep file."""
+    return [load_sweep([p], runners=runners) for p in discover(paths)]
+
+
+def discover(paths: Sequence[str | Path]) -> list[Path]:
+    """Expand folders to the sweep files in them (sorted); files are kept as given."""
+    out: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            out.extend(p for p in sorted(path.glob("*.y*ml")) if p.suffix in (".yaml", ".yml") and _is_sweep_file(p))
+        else:
+            out.append(path)
+    return out
+
+
+def _is_sweep_file(path: Path) -> bool:
+    # A cheap textual test: a top-level `sweep:` key, without parsing 12k-line master files twice.
+    try:
+        with path.open(encoding="utf-8") as fh:
+            return any(line.startswith(f"{SWEEP_MARKER}:") for line in fh)
+    except OSError:
+        return False
+
+
+class _SweepLoader:
+    def __init__(self, runners: Path | None) -> None:
+        self.issues = IssueCollector()
+        self.sweep = Sweep(name="sweep")  # renamed in finish(); filled in place while reading
+        self.primary: SweepSettings | None = None
+        self.current: SweepSettings | None = None  # settings of the sweep file being read; None for masters
+        self.entry_lines: dict[str, tuple[YamlDoc, tuple[PathPart, ...]]] = {}
+        self.from_master: set[str] = set()
+        self.runner_files: list[Runners] = []
+        self.loaded_runner_paths: set[Path] = set()
+        self.loaded_quirk_files: dict[Path, dict[str, ModelQuirks]] = {}
+        self.quirk_origin: dict[str, str] = {}
+        self.files: list[str] = []
+        self.seen_paths: set[Path] = set()
+        self.loaded_inventory_files: set[Path] = set()
+        self.explicit_runners = runners is not None
+        if runners is not None:
+            self._load_runners(runners)
+
+    # -- sources --------------------------------------------------------------------------------------
+    def add_path(self, path: Path) -> None:
+        if path.is_dir():
+            found = discover([path])
+            if not found:
+                self.issues.add(str(path), None, "folder has no sweep files",
+                                allowed=f"*.yaml files with a top-level '{SWEEP_MARKER}:' key, or pass master files directly")
+            for p in found:
+                self.add_path(p)
+            return
+        resolved = path.resolve()
+        if resolved in self.seen_paths:  # the same file named twice (or via a folder) loads once
+            return
+        self.seen_paths.add(resolved)
+        doc = read_yaml(path, self.issues)
+        if doc is None:
+            return
+        data = doc.data
+        if isinstance(data, dict) and SWEEP_MARKER in data:
+            self._add_sweep_file(path, doc)
+        elif _looks_like_master(data):
+            self.current = None
+            self._add_master(path, doc, ("*",), None)
+            beside = path.parent / "runners.yaml"
+            if not self.explicit_runners and beside.is_file():
+                self._load_runners(beside)
+        else:
+            self.issues.add(doc.file, doc.line_of(()), "neither a sweep file nor an InferenceX master file",
+                            allowed=f"a mapping with a top-level '{SWEEP_MARKER}: <name>' key, or config-key → entry")
+
+    def _add_sweep_file(self, path: Path, doc: YamlDoc) -> None:
+        self.files.append(doc.file)
+        try:
+            spec = validate_yaml(SweepFile, doc.data)
+        except ValidationError as exc:
+            add_validation_issues(self.issues, exc, doc=doc, base=(), config_key=None, model=SweepFile)
+            self.current = None
+            # Still check the inline entries and inventory, so one run reports every problem in the file.
+            data = doc.data
+            if isinstance(data.get("entries"), dict):
+                for key, raw in data["entries"].items():
+                    self._add_entry(str(key), raw, doc, ("entries", key))
+            if isinstance(data.get("inventory"), dict):
+                self._add_inventory(data["inventory"], doc, ("inventory",))
+            return
+        here = path.parent
+        self.current = self._file_settings(spec, here, doc)
+        if self.primary is None:
+            self.primary = self.current
+        if spec.runners is not None and not self.explicit_runners:
+            self._load_runners(here / spec.runners, doc=doc, at=("runners",))
+        for i, ref in enumerate(spec.masters):
+            ref = MasterRef(path=ref) if isinstance(ref, str) else ref
+            master_path = here / ref.path
+            mdoc = read_yaml(master_path, self.issues, display=_display(master_path))
+            if mdoc is None:
+                self._pin_last_issue(doc, ("masters", i))
+                continue
+            if not _looks_like_master(mdoc.data):
+                self.issues.add(doc.file, doc.line_of(("masters", i)), f"{ref.path} is not an InferenceX master file",
+                                field_path=f"masters[{i}]")
+                continue
+            self._add_master(master_path, mdoc, ref.config_keys, (doc, ("masters", i, "config-keys")))
+            beside = master_path.parent / "runners.yaml"
+            if not self.explicit_runners and spec.runners is None and beside.is_file():
+                self._load_runners(beside)
+        for key, raw in spec.entries.items():
+            self._add_entry(str(key), raw, doc, ("entries", key))
+        for i, rel in enumerate(spec.inventory_files):
+            ipath = here / rel
+            if ipath.resolve() in self.loaded_inventory_files:  # shared by several sweep files
+                continue
+            self.loaded_inventory_files.add(ipath.resolve())
+            idoc = read_yaml(ipath, self.issues, display=_display(ipath))
+            if idoc is not None:
+                self._add_inventory(idoc.data, idoc, ())
+            else:
+                self._pin_last_issue(doc, ("inventory-files", i))
+        self._add_inventory(spec.inventory, doc, ("inventory",))
+        self._add_quirks_files(spec, here, doc)
+
+    def _add_master(self, path: Path, doc: YamlDoc, globs: Sequence[str],
+                    selection: tuple[YamlDoc, tuple[PathPart, ...]] | None) -> None:
+        self.files.append(doc.file)
+        data: dict[Any, Any] = doc.data
+        keys = [k for k in data if isinstance(k, str)]
+        chosen: dict[str, None] = {}
+        for j, pattern in enumerate(globs):
+            matches = fnmatch.filter(keys, pattern) if any(c in pattern for c in "*?[") else (
+                [pattern] if pattern in data else [])
+            if not matches and selection is not None:
+                sdoc, spath = selection
+                self.issues.add(sdoc.file, sdoc.line_of((*spath, j)), f"'{pattern}' matches no config key in {doc.file}",
+                                field_path=f"{spath[0]}[{spath[1]}].config-keys[{j}]",
+                                allowed="an existing config key or a glob such as minimaxm3-*")
+            chosen.update(dict.fromkeys(matches))
+        for key in data:
+            if not isinstance(key, str):
+                self.issues.add(doc.file, doc.line_of((key,)), f"config key {key!r} must be a string")
+            elif key in chosen:
+                self._add_entry(key, data[key], doc, (key,))
+                self.from_master.add(key)
+
+    def _add_entry(self, key: str, raw: Any, doc: YamlDoc, base: tuple[PathPart, ...]) -> None:
+        line = doc.line_of(base) or 0
+        if "*" in key or "?" in key:
+            self.issues.add(doc.file, line, "config keys cannot contain glob characters (* ?)", config_key=key,
+                            allowed="letters, digits, '-', '_', '.'")
+            return
+        if key in self.sweep.sources:
+            prev_file, prev_line = self.sweep.sources[key]
+            if (prev_file, prev_line) != (doc.file, line):
+                self.issues.add(doc.file, line, f"config key defined twice (also at {prev_file}:{prev_line})",
+                                config_key=key, allowed="unique config keys across all loaded files")
+            return
+        try:
+            entry = validate_yaml(MasterEntry, raw)
+        except ValidationError as exc:
+            add_validation_issues(self.issues, exc, doc=doc, base=base, config_key=key, model=MasterEntry)
+            return
+        problems = entry_problems(entry)
+        for path, message, allowed in problems:
+            self.issues.add(doc.file, doc.line_of((*base, *path)), message, config_key=key, field_path=path,
+                            allowed=allowed)
+        if problems:
+            return
+        self.sweep.entries[key] = entry
+        self.sweep.sources[key] = (doc.file, line)
+        if self.current is not None:
+            self.sweep.settings[key] = self.current
+        self.entry_lines[key] = (doc, base)
+
+    def _add_inventory(self, data: Any, doc: YamlDoc, base: tuple[PathPart, ...]) -> None:
+        if not isinstance(data, dict):
+            self.issues.add(doc.file, doc.line_of(base), "inventory must map runner label → list of nodes",
+                            field_path=base, allowed="h200: [{name: node-1, docker-url: ssh://..., gpus: 8}]")
+            return
+        for label, nodes in data.items():
+            path = (*base, label)
+            if not isinstance(nodes, list):
+                self.issues.add(doc.file, doc.line_of(path), f"runner label '{label}' must map to a list of nodes",
+                                field_path=path)
+                continue
+            names = {n.name for n in self.sweep.inventory.get(str(label), [])}
+            for i, raw in enumerate(nodes):
+                node_raw = dict(raw) if isinstance(raw, dict) else raw
+                if isinstance(node_raw, dict):
+                    given = node_raw.setdefault("runner", str(label))
+                    if given != label:
+                        self.issues.add(doc.file, doc.line_of((*path, i, "runner")),
+                                        f"node lists runner '{given}' but sits under label '{label}'",
+                                        field_path=(*path, i, "runner"), allowed=f"'{label}' or omit runner")
+                        continue
+                try:
+                    node = validate_yaml(Node, node_raw)
+                except ValidationError as exc:
+                    add_validation_issues(self.issues, exc, doc=doc, base=(*path, i), config_key=None, model=Node,
+                                          shown=(*path, i))
+                    continue
+                if node.name in names:
+                    self.issues.add(doc.file, doc.line_of((*path, i)), f"node '{node.name}' listed twice under '{label}'",
+                                    field_path=(*path, i), allowed="unique node names per runner label")
+                    continue
+                names.add(node.name)
+                self.sweep.inventory.setdefault(str(label), []).append(node)
+
+    def _add_quirks_files(self, spec: SweepFile, here: Path, doc: YamlDoc) -> None:
+        from_files: dict[str, ModelQuirks] = {}
+        for i, rel in enumerate(spec.quirks_files):
+            qpath = (here / rel).resolve()
+            if qpath not in self.loaded_quirk_files:
+                qdoc = read_yaml(qpath, self.issues, display=_display(here / rel))
+                if qdoc is None:
+                    self._pin_last_issue(doc, ("quirks-files", i))
+                    continue
+                self.loaded_quirk_files[qpath] = self._parse_quirks(qdoc.data, qdoc, ())
+            for name, q in self.loaded_quirk_files[qpath].items():
+                if name in from_files and from_files[name] != q:
+                    self.issues.add(doc.file, doc.line_of(("quirks-files", i)),
+                                    f"quirks for '{name}' differ between quirks files", field_path=f"quirks-files[{i}]",
+                                    allowed="define each model's quirks in one file, or override inline under quirks:")
+                from_files[name] = q
+        merged = {**from_files, **self._parse_quirks(spec.quirks, doc, ("quirks",))}
+        for name, q in merged.items():
+            if name in self.sweep.quirks and self.sweep.quirks[name] != q:
+                self.issues.add(doc.file, doc.line_of(("quirks",)),
+                                f"quirks for '{name}' conflict with those loaded from {self.quirk_origin[name]}",
+                                field_path="quirks", allowed="one definition per model across the loaded sweep files")
+                continue
+            self.sweep.quirks[name] = q
+            self.quirk_origin.setdefault(name, doc.file)
+
+    def _parse_quirks(self, data: Any, doc: YamlDoc, base: tuple[PathPart, ...]) -> dict[str, ModelQuirks]:
+        if not isinstance(data, dict):
+            self.issues.add(doc.file, doc.line_of(base), "quirks must map model-prefix or HF model id → quirks",
+                            field_path=base)
+            return {}
+        out: dict[str, ModelQuirks] = {}
+        for name, raw in data.items():
+            try:
+                out[str(name)] = validate_yaml(ModelQuirks, raw if raw is not None else {})
+            except ValidationError as exc:
+                add_validation_issues(self.issues, exc, doc=doc, base=(*base, name), config_key=str(name),
+                                      model=ModelQuirks)
+        return out
+
+    def _file_settings(self, spec: SweepFile, here: Path, doc: YamlDoc) -> SweepSettings:
+        settings = spec.eval
+        if settings.thresholds_file is not None:
+            if settings.thresholds is not None:
+                self.issues.add(doc.file, doc.line_of(("eval", "thresholds-file")),
+                                "give thresholds or thresholds-file, not both", field_path="eval.thresholds-file")
+            table = self._read_thresholds(here / settings.thresholds_file, doc)
+            if table is not None:
+                settings = settings.model_copy(update={"thresholds": table})
+        if settings.data_dir is not None:
+            data_dir = (here / settings.data_dir).resolve()
+            if not (data_dir / "test.jsonl").is_file():
+                self.issues.add(doc.file, doc.line_of(("eval", "data-dir")),
+                                f"{data_dir} has no test.jsonl; give a folder with GSM8K train.jsonl and "
+                                "test.jsonl, or drop data-dir to download openai/gsm8k",
+                                field_path="eval.data-dir")
+            settings = settings.model_copy(update={"data_dir": str(data_dir)})
+        return SweepSettings(name=spec.sweep, engine=spec.engine, schedule=spec.schedule,
+                             image_tag_pattern=spec.image_tag_pattern, image_history=dict(spec.image_history),
+                             eval=settings, bench=spec.bench, sim=spec.sim, file=doc.file)
+
+    def _read_thresholds(self, path: Path, doc: YamlDoc) -> EvalThresholds | None:
+        # eval-thresholds.json is JSON, which YAML reads as well; keeps line numbers for errors.
+        tdoc = read_yaml(path, self.issues, display=_display(path))
+        if tdoc is None:
+            self._pin_last_issue(doc, ("eval", "thresholds-file"))
+            return None
+        try:
+            return validate_yaml(EvalThresholds, tdoc.data)
+        except ValidationError as exc:
+            add_validation_issues(self.issues, exc, doc=tdoc, base=(), config_key=None, model=EvalThresholds)
+            return None
+
+    def _load_runners(self, path: Path, *, doc: YamlDoc | None = None, at: tuple[PathPart, ...] = ()) -> None:
+        resolved = path.resolve()
+        if resolved in self.loaded_runner_paths:
+            return
+        self.loaded_runner_paths.add(resolved)
+        runners = load_runners(path, self.issues, display=_display(path))
+        if runners is None and doc is not None:
+            self._pin_last_issue(doc, at)
+        if runners is not None:
+            self.runner_files.append(runners)
+
+    def _pin_last_issue(self, doc: YamlDoc, path: tuple[PathPart, ...]) -> None:
+        """A referenced file is missing: say which line referenced it."""
+        last = self.issues.issues[-1]
+        if last.line is None:
+            where = f" (referenced at {doc.file}:{doc.line_of(path)})"
+            self.issues.issues[-1] = dataclasses.replace(last, message=last.message + where)
+
+    # -- result ---------------------------------------------------------------------------------------
+    def finish(self) -> Sweep:
+        sweep = self.sweep
+        sweep.name = Path(self.files[0]).stem if self.files else "sweep"
+        if self.primary is not None:
+            p = self.primary
+            sweep.name, sweep.engine, sweep.schedule, sweep.eval, sweep.bench = p.name, p.engine, p.schedule, p.eval, p.bench
+            sweep.image_tag_pattern, sweep.image_history = p.image_tag_pattern, dict(p.image_history)
+        sweep.runners = _merge_runners(self.runner_files)
+        sweep.files = tuple(dict.fromkeys(self.files))
+        known = sweep.runner_labels()
+        if known:
+            # InferenceX itself accepts master entries whose label is missing from runners.yaml (the shared
+            # fixtures have several: b200-dsv4, gb300-nv, h100-dgxc), so for master files this is a warning;
+            # in our own sweep files it is an error.
+            warn = IssueCollector()
+            for key, entry in sweep.entries.items():
+                if entry.runner not in known:
+                    doc, base = self.entry_lines[key]
+                    sink = warn if key in self.from_master else self.issues
+                    sink.add(doc.file, doc.line_of((*base, "runner")), f"unknown runner label '{entry.runner}'",
+                             config_key=key, field_path="runner", allowed=_label_hint(entry.runner, known))
+            sweep.warnings = warn.issues
+        self.issues.raise_if_any()
+        return sweep
+
+
+def _merge_runners(files: list[Runners]) -> Runners | None:
+    if not files:
+        return None
+    labels: dict[str, tuple[str, ...]] = {}
+    hardware: dict[str, dict[str, Any]] = {}
+    for r in files:
+        labels.update(r.labels)
+        hardware.update(r.hardware)
+    return Runners(file=", ".join(r.file for r in files), labels=labels, hardware=hardware)
+
+
+def _label_hint(label: str, known: set[str]) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(label, sorted(known), n=3)
+    shown = sorted(known)
+    listing = ", ".join(shown[:25]) + (f", … ({len(shown) - 25} more)" if len(shown) > 25 else "")
+    prefix = f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
+    return f"{prefix}labels in runners.yaml / inventory: {listing}"
+
+
+def _looks_like_master(data: Any) -> bool:
+    if not isinstance(data, dict) or not data:
+        return False
+    # `any`, not `all`: a malformed entry must still be validated (and reported) as a master entry.
+    return any(isinstance(v, dict) and _MASTER_HINT_KEYS & set(v) for v in data.values())
+
+
+def _display(path: Path) -> str:
+    """Paths in messages: relative to the working directory when under it, else absolute."""
+    resolved = path.resolve()
+    try:
+        return str(resolved.relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(resolved)
+
+
+__all__ = ["FieldProblem", "MasterRef", "Sweep", "SweepFile", "discover", "load_sweep", "load_sweeps"]

@@ -1,0 +1,262 @@
+"""`infersweep sim serve` flags: the simulator's own, plus the vLLM serve flags our recipes generate.
+
+vLLM flags that change what the simulator models are honoured (parallelism, limits, block size, KV dtype,
+quantization, stream interval, served name, host/port, tokenizer); the rest are validated (type, JSON) and
+otherwise ignored, so a recipe's `vllm serve MODEL …` argv runs unchanged on the sim. An unknown flag is an
+error, as it is for vLLM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from infersweep.engines.sim.profiles import Precision, find_model_profile, precision_from_model_id
+from infersweep.recipes.model import Recipe
+
+DEFAULT_MODEL_PROFILE = "llama-3.1-8b"
+DEFAULT_GPU_PROFILE = "h100"
+
+# vLLM flags accepted and ignored: name -> value type (None = boolean switch, "json" = a JSON value).
+_IGNORED_VLLM_FLAGS: dict[str, type | str | None] = {
+    "--trust-remote-code": None, "--enforce-eager": None, "--language-model-only": None,
+    "--enable-prefix-caching": None, "--no-enable-prefix-caching": None, "--disable-log-requests": None,
+    "--disable-log-stats": None, "--async-scheduling": None, "--no-async-scheduling": None,
+    "--enable-auto-tool-choice": None, "--disable-custom-all-reduce": None, "--disable-uvicorn-access-log": None,
+    "--enable-log-requests": None, "--no-enable-log-requests": None, "--skip-tokenizer-init": None,
+    "--enable-eplb": None, "--enable-dbo": None, "--enable-sleep-mode": None,
+    "--max-cudagraph-capture-size": int, "--max-seq-len-to-capture": int, "--swap-space": float,
+    "--cpu-offload-gb": float, "--data-parallel-size-local": int, "--data-parallel-rank": int,
+    "--data-parallel-address": str, "--data-parallel-rpc-port": int, "--data-parallel-backend": str,
+    "--dtype": str, "--attention-backend": str, "--distributed-executor-backend": str, "--load-format": str,
+    "--download-dir": str, "--tokenizer-mode": str, "--revision": str, "--code-revision": str,
+    "--tokenizer-revision": str, "--generation-config": str, "--chat-template": str,
+    "--tool-call-parser": str, "--reasoning-parser": str, "--uvicorn-log-level": str, "--api-key": str,
+    "--scheduling-policy": str, "--long-prefill-token-threshold": int, "--max-log-len": int,
+    "--cuda-graph-sizes": str, "--num-gpu-blocks-override": int, "--kv-transfer-config": "json",
+    "--speculative-config": "json", "--compilation-config": "json", "--hf-overrides": "json",
+    "--override-generation-config": "json", "--limit-mm-per-prompt": "json", "--additional-config": "json",
+    "--mm-processor-kwargs": "json", "--kv-events-config": "json", "--root-path": str,
+}
+
+
+class SimConfig(BaseModel):
+    """Validated settings of one simulated server."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    model: str | None = Field(default=None, description="served model name (default: the profile's HF id)")
+    model_profile: str = DEFAULT_MODEL_PROFILE
+    gpu_profile: str = DEFAULT_GPU_PROFILE
+    tp: int = Field(default=1, ge=1)
+    ep: int = Field(default=1, ge=1)
+    dp: int = Field(default=1, ge=1)
+    precision: Precision | None = None
+    kv_cache_dtype: Literal["auto", "bfloat16", "fp8", "fp8_e4m3", "fp8_e5m2"] = "auto"
+    time_scale: float = Field(default=1.0, gt=0)
+    max_num_seqs: int = Field(default=256, ge=1)
+    max_num_batched_tokens: int = Field(default=8192, ge=1)
+    gpu_memory_utilization: float = Field(default=0.9, gt=0, le=1)
+    max_model_len: int | None = Field(default=None, ge=2)
+    block_size: int = Field(default=16, ge=1)
+    enable_chunked_prefill: bool = True
+    stream_interval: int = Field(default=1, ge=1)
+    merge_late_steps: bool = True
+    step_overhead_ms: float = Field(default=1.0, ge=0)
+    tokenizer: str | None = None
+    answer_key: str | None = None
+    accuracy: float = Field(default=1.0, ge=0, le=1)
+    answer_seed: int = 0
+    seed: int = 0
+    fail_at_start: Literal["kv-oom"] | None = None
+    die_after_requests: int | None = Field(default=None, ge=1)
+    startup_delay: float = Field(default=0.0, ge=0)
+    ignored_flags: tuple[str, ...] = ()
+
+    @model_validator(mode="after")
+    def _check(self) -> SimConfig:
+        if self.ep not in (1, self.tp * self.dp):
+            raise ValueError(f"--ep must be 1 or tp*dp ({self.tp * self.dp}), got {self.ep}")
+        if self.accuracy != 1.0 and not self.answer_key:
+            raise ValueError("--accuracy needs --answer-key")
+        return self
+
+    @property
+    def kv_dtype_bytes(self) -> float:
+        return 1.0 if self.kv_cache_dtype.startswith("fp8") else 2.0
+
+
+def _json(value: str) -> object:
+    try:
+        return json.loads(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not valid JSON: {exc}") from exc
+
+
+def _bool(value: str) -> bool:
+    if value.lower() in ("1", "true", "yes"):
+        return True
+    if value.lower() in ("0", "false", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true/false, got {value!r}")
+
+
+_QUANT_PRECISION: dict[str, Precision] = {
+    "fp8": "fp8", "mxfp8": "mxfp8", "modelopt": "fp8", "modelopt_fp4": "nvfp4", "nvfp4": "nvfp4",
+    "mxfp4": "mxfp4", "quark": "fp8",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The `infersweep sim serve` argument parser (simulator flags, then vLLM's)."""
+    p = argparse.ArgumentParser(
+        prog="infersweep sim serve",
+        description="Serve an OpenAI-compatible simulated engine (roofline-timed continuous batching).",
+        allow_abbrev=False,
+    )
+    p.add_argument("model_tag", nargs="?", help="vLLM-style positional model (HF id or path); picks the profile")
+    g = p.add_argument_group("simulator")
+    g.add_argument("--host", default="127.0.0.1")
+    g.add_argument("--port", type=int, default=8000)
+    g.add_argument("--model", "--served-model-name", dest="model", nargs="+",
+                   help="served model name (default: the model tag, else the profile's HF id)")
+    g.add_argument("--model-profile", help="model profile name, HF id or alias (default: from the model tag, else "
+                   f"{DEFAULT_MODEL_PROFILE})")
+    g.add_argument("--gpu-profile", default=DEFAULT_GPU_PROFILE, help="GPU profile from the hardware table")
+    g.add_argument("--tp", "--tensor-parallel-size", "-tp", dest="tp", type=int, default=1)
+    g.add_argument("--dp", "--data-parallel-size", "-dp", dest="dp", type=int, default=1)
+    g.add_argument("--ep", type=int, default=None, help="expert-parallel GPUs: 1 or tp*dp")
+    g.add_argument("--enable-expert-parallel", "-ep", action="store_true", help="vLLM: EP over tp*dp GPUs")
+    g.add_argument("--pipeline-parallel-size", "-pp", type=int, default=1)
+    g.add_argument("--precision", choices=["bf16", "fp16", "fp8", "mxfp8", "nvfp4", "mxfp4"])
+    g.add_argument("--quantization", "-q")
+    g.add_argument("--kv-cache-dtype", default="auto",
+                   choices=["auto", "bfloat16", "fp8", "fp8_e4m3", "fp8_e5m2"])
+    g.add_argument("--time-scale", type=float, default=1.0, help="run X times faster than real time")
+    g.add_argument("--max-num-seqs", type=int, default=256)
+    g.add_argument("--max-num-batched-tokens", type=int, default=8192)
+    g.add_argument("--gpu-memory-utilization", type=float, default=0.9)
+    g.add_argument("--max-model-len", type=int)
+    g.add_argument("--block-size", type=int, default=16)
+    g.add_argument("--enable-chunked-prefill", dest="chunked", action="store_true", default=True)
+    g.add_argument("--no-enable-chunked-prefill", dest="chunked", action="store_false")
+    g.add_argument("--stream-interval", type=int, default=1, help="tokens per stream event (vLLM's flag)")
+    g.add_argument("--no-merge-late-steps", dest="merge_late_steps", action="store_false",
+                   help="when the sim falls behind, keep one event per step (stretching time) instead of "
+                        "merging due steps' tokens into one event (vLLM's behaviour under a lagging frontend)")
+    g.add_argument("--step-overhead-ms", type=float, default=1.0, help="fixed cost of every engine step")
+    g.add_argument("--tokenizer", help="Hugging Face tokenizer directory (tokenizer.json); default: built-in")
+    g.add_argument("--answer-key", help="jsonl of {question, answer} for GSM8K prompts")
+    g.add_argument("--accuracy", type=float, default=1.0, help="fraction of key questions answered right")
+    g.add_argument("--answer-seed", type=int, default=0)
+    g.add_argument("--seed", type=int, default=0)
+    f = p.add_argument_group("faults")
+    f.add_argument("--fail-at-start", choices=["kv-oom"], help="exit at start-up with vLLM's KV OOM error")
+    f.add_argument("--die-after-requests", type=int, help="exit abruptly after N requests")
+    f.add_argument("--startup-delay", type=float, default=0.0, help="seconds before the server listens")
+    v = p.add_argument_group("vLLM flags accepted and ignored")
+    for flag, kind in _IGNORED_VLLM_FLAGS.items():
+        dest = "ignored_" + flag.lstrip("-").replace("-", "_")
+        if kind is None:
+            v.add_argument(flag, dest=dest, action="store_true")
+        else:
+            v.add_argument(flag, dest=dest, type=_json if kind == "json" else kind)  # type: ignore[arg-type]
+    return p
+
+
+def parse_sim_argv(argv: Sequence[str]) -> SimConfig:
+    """Parse `sim serve` arguments into a validated `SimConfig` (argparse exits with status 2 on errors)."""
+    parser = build_parser()
+    ns = parser.parse_args(list(argv))
+    if ns.pipeline_parallel_size != 1:
+        parser.error("--pipeline-parallel-size > 1 is not modelled by the simulator")
+    served = ns.model[0] if ns.model else ns.model_tag
+    if ns.model_profile:
+        profile = ns.model_profile
+    else:
+        found = find_model_profile(ns.model_tag) if ns.model_tag else None
+        if ns.model_tag and found is None:
+            parser.error(f"no model profile matches {ns.model_tag!r}; pass --model-profile NAME")
+        profile = found.name if found else DEFAULT_MODEL_PROFILE
+    precision = ns.precision
+    if precision is None and ns.quantization:
+        precision = _QUANT_PRECISION.get(ns.quantization.lower())
+        if precision is None:
+            parser.error(f"--quantization {ns.quantization!r} is not modelled; pass --precision")
+    if precision is None and ns.model_tag:
+        precision = precision_from_model_id(ns.model_tag)
+    ep = ns.ep if ns.ep is not None else (ns.tp * ns.dp if ns.enable_expert_parallel else 1)
+    ignored = tuple(sorted(k.removeprefix("ignored_") for k, val in vars(ns).items()
+                           if k.startswith("ignored_") and val not in (None, False)))
+    try:
+        return SimConfig(
+            host=ns.host, port=ns.port, model=served, model_profile=profile, gpu_profile=ns.gpu_profile,
+            tp=ns.tp, ep=ep, dp=ns.dp, precision=precision, kv_cache_dtype=ns.kv_cache_dtype,
+            time_scale=ns.time_scale, max_num_seqs=ns.max_num_seqs,
+            max_num_batched_tokens=ns.max_num_batched_tokens, gpu_memory_utilization=ns.gpu_memory_utilization,
+            max_model_len=ns.max_model_len, block_size=ns.block_size, enable_chunked_prefill=ns.chunked,
+            stream_interval=ns.stream_interval, merge_late_steps=ns.merge_late_steps, step_overhead_ms=ns.step_overhead_ms, tokenizer=ns.tokenizer,
+            answer_key=ns.answer_key, accuracy=ns.accuracy, answer_seed=ns.answer_seed, seed=ns.seed,
+            fail_at_start=ns.fail_at_start, die_after_requests=ns.die_after_requests,
+            startup_delay=ns.startup_delay, ignored_flags=ignored,
+        )
+    except ValueError as exc:  # pydantic ValidationError is a ValueError
+        parser.error(str(exc))
+        raise  # unreachable: parser.error exits
+
+
+def _vllm_model_and_flags(argv: Sequence[str]) -> tuple[str | None, list[str]]:
+    args = list(argv)
+    if len(args) >= 2 and args[0].endswith("vllm") and args[1] == "serve":
+        rest = args[2:]
+        if rest and not rest[0].startswith("-"):
+            return rest[0], rest[1:]
+        return None, rest
+    if "vllm.entrypoints.openai.api_server" in args:
+        rest = args[args.index("vllm.entrypoints.openai.api_server") + 1:]
+        return None, rest
+    raise ValueError(f"recipe argv is not a vLLM serve command: {' '.join(args[:3])} …")
+
+
+def recipe_to_sim_argv(
+    recipe: Recipe,
+    *,
+    model_profile: str | None = None,
+    gpu_profile: str = DEFAULT_GPU_PROFILE,
+    time_scale: float = 1.0,
+    extra: Sequence[str] = (),
+) -> list[str]:
+    """The `infersweep sim serve …` arguments that simulate a vLLM recipe (starting with "sim", "serve").
+
+    The recipe's flags pass through (the sim validates them); the model, served name and port come from
+    the recipe; the profiles and time scale are added. Raises ValueError for a non-vLLM recipe.
+    """
+    model, flags = _vllm_model_and_flags(recipe.argv)
+    flags = [f for f in flags]
+    for name in ("--model",):
+        if name in flags:  # api_server form: --model X becomes the positional tag
+            i = flags.index(name)
+            model = flags[i + 1]
+            del flags[i:i + 2]
+    model = model or recipe.model
+    argv = ["sim", "serve", model, *flags]
+    if "--port" not in flags:
+        argv += ["--port", str(recipe.port)]
+    if recipe.served_model_name and "--served-model-name" not in flags:
+        argv += ["--served-model-name", recipe.served_model_name]
+    if model_profile:
+        argv += ["--model-profile", model_profile]
+    argv += ["--gpu-profile", gpu_profile, "--time-scale", repr(float(time_scale)), *extra]
+    return argv
+
+
+def sim_command(sim_argv: Sequence[str], python: str | None = None) -> list[str]:
+    """A full command line running `infersweep <sim_argv>` with this (or the given) Python."""
+    return [python or sys.executable, "-m", "infersweep.cli", *sim_argv]

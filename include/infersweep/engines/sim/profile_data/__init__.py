@@ -1,0 +1,1 @@
+"""Model profiles for the simulator: one YAML file per model, citing its config."""

@@ -1,0 +1,726 @@
+"""The simulator's HTTP server (aiohttp): OpenAI-compatible endpoints over the discrete-step scheduler.
+
+One asyncio task (`_engine_loop`) runs the scheduler against the wall clock: it prices a step, sleeps until
+the step's modelled end (divided by the time scale), then delivers the step's tokens. Streamed tokens are
+written straight to each connection's transport as pre-framed SSE chunks built from pre-encoded byte
+templates, without waking the request handler per token; that keeps the per-event cost to a few
+microseconds so 1,024 concurrent streams fit on two cores.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from infersweep import __version__
+from infersweep.engines.sim import SIM_VERSION
+from infersweep.engines.sim.answers import AnswerKey
+from infersweep.engines.sim.config import SimConfig
+from infersweep.engines.sim.metrics import Histogram, PowerModel
+from infersweep.engines.sim.profiles import get_gpu_profile, get_model_profile
+from infersweep.engines.sim.roofline import GIB, Efficiency, Roofline, Topology
+from infersweep.engines.sim.scheduler import Scheduler, SchedulerConfig, SimRequest, Status, StepOutput
+from infersweep.engines.sim.tokenizer import (
+    HFTokenizer,
+    SimTokenizer,
+    TokenizerError,
+    content_text,
+    load_tokenizer,
+)
+
+#: What follows the text value of an ordinary (not last, no usage) token event.
+_COMPLETION_TAIL = b',"logprobs":null,"finish_reason":null,"stop_reason":null}],"usage":null}\n\n'
+_CHAT_TAIL = b'},"logprobs":null,"finish_reason":null}]}\n\n'
+
+KV_OOM_MESSAGE = (
+    "ValueError: No available memory for the cache blocks. Try increasing `gpu_memory_utilization` "
+    "when initializing the engine."
+)
+#: Lateness past which due steps are merged into one delivery (above the event loop's 1 ms timer jitter).
+MERGE_AFTER_LAG_S = 0.005
+#: Lag beyond which the simulated clock is re-anchored to the wall clock rather than caught up.
+MAX_LAG_S = 0.5
+#: Re-anchoring threshold with --no-merge-late-steps: every step gets its own events, never compressed.
+STRICT_MAX_LAG_S = 0.002
+#: Most steps merged into one delivery when catching up.
+MAX_MERGED_STEPS = 64
+
+
+class StartupError(RuntimeError):
+    """The simulated engine cannot start (the message mirrors vLLM's)."""
+
+
+class RequestError(ValueError):
+    """A bad request (HTTP 400, vLLM's error shape)."""
+
+
+@dataclass(eq=False, slots=True)
+class Stream:
+    """Per-request output state, attached to `SimRequest.payload`."""
+
+    kind: str  # "completion" | "chat"
+    rid: str
+    created: int
+    prompt_len: int
+    pieces: list[tuple[int, str]]  # scripted reply tokens (answer key), may be empty
+    eos_at: int | None  # output index of the EOS token (None: never)
+    filler_offset: int
+    stream: bool
+    include_usage: bool
+    continuous_usage: bool
+    done: asyncio.Future[None]
+    transport: Any = None
+    chunked: bool = True
+    head: bytes = b""  # event bytes up to the chunk's choices list
+    text_head: bytes = b""  # head + the choice up to the text value (fast path)
+    pending: list[int] = field(default_factory=list)  # output indices not yet streamed
+    text_parts: list[str] = field(default_factory=list)  # non-stream: accumulated text
+    chat_started: bool = False
+    failed: bool = False
+    finished: bool = False  # counted in the metrics (the future may be cancelled with its handler)
+
+
+class SimEngine:
+    """Scheduler, tokenizer and output formatting for one served model (no HTTP)."""
+
+    def __init__(self, cfg: SimConfig) -> None:
+        self.cfg = cfg
+        self.profile = get_model_profile(cfg.model_profile)
+        self.gpu = get_gpu_profile(cfg.gpu_profile)
+        self.topology = Topology(tp=cfg.tp, ep=cfg.ep, dp=cfg.dp)
+        self.roofline = Roofline(
+            self.profile, self.gpu, self.topology, precision=cfg.precision, kv_dtype_bytes=cfg.kv_dtype_bytes,
+            efficiency=Efficiency(step_overhead_s=cfg.step_overhead_ms / 1000.0),
+        )
+        if cfg.fail_at_start == "kv-oom":
+            raise StartupError(KV_OOM_MESSAGE)
+        blocks_per_rank = self.roofline.num_kv_blocks(cfg.gpu_memory_utilization, cfg.block_size)
+        if blocks_per_rank <= 0:
+            raise StartupError(KV_OOM_MESSAGE)
+        capacity = blocks_per_rank * cfg.block_size
+        if cfg.max_model_len is None:
+            self.max_model_len = min(self.profile.max_position_embeddings, capacity)
+        else:
+            self.max_model_len = cfg.max_model_len
+            if self.max_model_len > capacity:
+                per_tok = self.roofline.kv_bytes_per_token_gpu
+                raise StartupError(
+                    f"ValueError: To serve at least one request with the models's max seq len "
+                    f"({self.max_model_len}), ({self.max_model_len * per_tok / GIB:.2f} GiB KV cache is needed, "
+                    f"which is larger than the available KV cache memory ({capacity * per_tok / GIB:.2f} GiB). "
+                    f"Based on the available memory, the estimated maximum model length is {capacity}. Try "
+                    "increasing `gpu_memory_utilization` or decreasing `max_model_len` when initializing the engine."
+                )
+        self.kv_capacity_tokens = capacity * cfg.dp
+        dp = cfg.dp
+        self.scheduler = Scheduler(
+            SchedulerConfig(
+                max_num_seqs=cfg.max_num_seqs * dp, max_num_batched_tokens=cfg.max_num_batched_tokens * dp,
+                num_blocks=blocks_per_rank * dp, block_size=cfg.block_size,
+                enable_chunked_prefill=cfg.enable_chunked_prefill,
+            ),
+            self.roofline,
+        )
+        self.tokenizer: SimTokenizer = load_tokenizer(cfg.tokenizer, vocab_size=self.profile.vocab_size)
+        self.vocab_size = self.tokenizer.vocab_size
+        self.answer_key = (
+            AnswerKey.from_jsonl(cfg.answer_key, cfg.accuracy, cfg.answer_seed) if cfg.answer_key else None
+        )
+        self.served_name = cfg.model or self.profile.hf_id
+        self.created = int(time.time())
+        self._filler = self.tokenizer.filler()
+        self._filler_json = [orjson.dumps(text) for _, text in self._filler]
+        self._name_json = orjson.dumps(self.served_name).decode()
+        self._next = 0
+
+    # --- request building ----------------------------------------------------------------------
+    def _prompt_ids(self, prompt: Any) -> tuple[list[int], str | None]:
+        if isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], (str, list)):
+            prompt = prompt[0]  # a batch of one
+        if isinstance(prompt, str):
+            return self.tokenizer.encode(prompt, add_special_tokens=True), prompt
+        if isinstance(prompt, list) and prompt and all(type(t) is int for t in prompt):
+            bad = next((t for t in prompt if not 0 <= t < self.vocab_size), None)
+            if bad is not None:
+                raise RequestError(f"Token id {bad} is out of vocabulary (vocab size {self.vocab_size})")
+            return list(prompt), None
+        if isinstance(prompt, list) and len(prompt) > 1:
+            raise RequestError("batched prompts are not supported by the simulator; send one prompt per request")
+        raise RequestError("prompt must be a non-empty string or a list of token ids")
+
+    def new_request(self, body: dict[str, Any], kind: str, loop: asyncio.AbstractEventLoop) -> SimRequest:
+        """Validate an OpenAI request body and build the scheduler request (raises RequestError)."""
+        if body.get("n", 1) != 1:
+            raise RequestError("the simulator supports n=1 only")
+        if body.get("echo"):
+            raise RequestError("echo is not supported by the simulator")
+        stream = bool(body.get("stream", False))
+        opts = body.get("stream_options")
+        if opts is not None and not stream:
+            raise RequestError("Stream options can only be defined when `stream=True`.")
+        opts = opts or {}
+        if not isinstance(opts, dict):
+            raise RequestError("stream_options must be an object")
+        if kind == "chat":
+            messages = body.get("messages")
+            if not isinstance(messages, list) or not messages or not all(isinstance(m, dict) for m in messages):
+                raise RequestError("messages must be a non-empty list of message objects")
+            msgs = [{**m, "content": content_text(m.get("content"))} for m in messages]
+            try:
+                ids = self.tokenizer.encode_chat(
+                    msgs, add_generation_prompt=bool(body.get("add_generation_prompt", True)))
+            except TokenizerError as exc:
+                raise RequestError(str(exc)) from exc
+            question_text: str | None = "\n".join(m["content"] for m in msgs)
+            max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
+        else:
+            if "prompt" not in body:
+                raise RequestError("prompt is required")
+            ids, question_text = self._prompt_ids(body["prompt"])
+            if question_text is None and self.answer_key is not None and isinstance(self.tokenizer, HFTokenizer):
+                # Token-id prompts: only a real tokenizer can turn them back into the question text.
+                question_text = self.tokenizer.decode(ids)
+            max_tokens = body.get("max_tokens", 16)
+        prompt_len = len(ids)
+        if prompt_len == 0:
+            raise RequestError("the prompt is empty")
+        if max_tokens is None:
+            max_tokens = self.max_model_len - prompt_len
+        if type(max_tokens) is not int or max_tokens < 1:
+            raise RequestError("max_tokens must be a positive integer")
+        if prompt_len + max_tokens > self.max_model_len:
+            raise RequestError(
+                f"This model's maximum context length is {self.max_model_len} tokens. However, you requested "
+                f"{prompt_len + max_tokens} tokens ({prompt_len} in the messages, {max_tokens} in the "
+                "completion). Please reduce the length of the messages or completion."
+            )
+        ignore_eos = bool(body.get("ignore_eos", False))
+        min_tokens = body.get("min_tokens") or 0
+        pieces: list[tuple[int, str]] = []
+        if self.answer_key is not None and question_text is not None:
+            reply = self.answer_key.reply(question_text)
+            if reply is not None:
+                pieces = self.tokenizer.pieces(reply)
+        eos_at = None if ignore_eos or not pieces else max(len(pieces), int(min_tokens) - 1)
+        self._next += 1
+        prefix = "chatcmpl-" if kind == "chat" else "cmpl-"
+        st = Stream(
+            kind=kind, rid=prefix + uuid.uuid4().hex, created=int(time.time()), prompt_len=prompt_len,
+            pieces=pieces, eos_at=eos_at, filler_offset=(self._next * 7919 + self.cfg.seed) % len(self._filler),
+            stream=stream, include_usage=bool(opts.get("include_usage", False)),
+            continuous_usage=bool(opts.get("continuous_usage_stats", False)), done=loop.create_future(),
+        )
+        return SimRequest(
+            rid=self._next, prompt_len=prompt_len, max_tokens=max_tokens, arrival=0.0,
+            stop_after=None if eos_at is None else eos_at + 1, payload=st,
+        )
+
+    # --- output formatting ---------------------------------------------------------------------
+    def token_text(self, st: Stream, i: int) -> str:
+        """Text of output token i (EOS is empty, as vLLM skips it in text)."""
+        if i < len(st.pieces):
+            return st.pieces[i][1]
+        if st.eos_at is not None and i == st.eos_at:
+            return ""
+        return self._filler[(st.filler_offset + i) % len(self._filler)][1]
+
+    def _text_json(self, st: Stream, indices: list[int]) -> bytes:
+        if len(indices) == 1:
+            i = indices[0]
+            if i >= len(st.pieces) and (st.eos_at is None or i != st.eos_at):
+                return self._filler_json[(st.filler_offset + i) % len(self._filler)]
+        return orjson.dumps("".join(self.token_text(st, i) for i in indices))
+
+    def stream_head(self, st: Stream) -> bytes:
+        """The bytes every chunk of this request starts with (pre-encoded once)."""
+        obj = "text_completion" if st.kind == "completion" else "chat.completion.chunk"
+        return (f'data: {{"id":"{st.rid}","object":"{obj}","created":{st.created},'
+                f'"model":{self._name_json},"choices":[').encode()
+
+    def prepare_stream(self, st: Stream) -> None:
+        """Pre-encode the byte templates of this request's events."""
+        st.head = self.stream_head(st)
+        st.text_head = st.head + (b'{"index":0,"text":' if st.kind == "completion" else b'{"index":0,"delta":{"content":')
+
+    def usage(self, st: Stream, completion: int) -> dict[str, Any]:
+        return {"prompt_tokens": st.prompt_len, "total_tokens": st.prompt_len + completion,
+                "completion_tokens": completion}
+
+    def chunk(self, st: Stream, indices: list[int], finish_reason: str | None, completion: int) -> bytes:
+        """One SSE event carrying the text of output tokens `indices`."""
+        text = self._text_json(st, indices)
+        fr = b"null" if finish_reason is None else b'"' + finish_reason.encode() + b'"'
+        usage = orjson.dumps(self.usage(st, completion)) if st.continuous_usage else None
+        if st.kind == "completion":
+            body = (b'{"index":0,"text":' + text + b',"logprobs":null,"finish_reason":' + fr
+                    + b',"stop_reason":null}],"usage":' + (usage or b"null") + b"}\n\n")
+        else:
+            stop = b',"stop_reason":null' if finish_reason is not None else b""
+            body = (b'{"index":0,"delta":{"content":' + text + b'},"logprobs":null,"finish_reason":' + fr
+                    + stop + b"}]" + (b',"usage":' + usage if usage else b"") + b"}\n\n")
+        return st.head + body
+
+    def role_chunk(self, st: Stream) -> bytes:
+        usage = b',"usage":' + orjson.dumps(self.usage(st, 0)) if st.continuous_usage else b""
+        return (st.head + b'{"index":0,"delta":{"role":"assistant","content":""},"logprobs":null,'
+                b'"finish_reason":null}]' + usage + b"}\n\n")
+
+    def final_chunks(self, st: Stream, completion: int) -> bytes:
+        """The usage chunk (when asked for) and `[DONE]`."""
+        out = b""
+        if st.include_usage:
+            out = st.head + b'],"usage":' + orjson.dumps(self.usage(st, completion)) + b"}\n\n"
+        return out + b"data: [DONE]\n\n"
+
+    def full_response(self, req: SimRequest) -> dict[str, Any]:
+        """The non-stream response body."""
+        st: Stream = req.payload
+        text = "".join(st.text_parts)
+        usage = self.usage(st, req.num_output)
+        if st.kind == "completion":
+            choice: dict[str, Any] = {"index": 0, "text": text, "logprobs": None,
+                                      "finish_reason": req.finish_reason, "stop_reason": None}
+            obj = "text_completion"
+        else:
+            choice = {"index": 0, "message": {"role": "assistant", "content": text, "reasoning_content": None,
+                                               "tool_calls": []},
+                      "logprobs": None, "finish_reason": req.finish_reason, "stop_reason": None}
+            obj = "chat.completion"
+        return {"id": st.rid, "object": obj, "created": st.created, "model": self.served_name,
+                "choices": [choice], "usage": usage}
+
+    # --- info ----------------------------------------------------------------------------------
+    def version_info(self) -> dict[str, Any]:
+        """`/version`: names the sim, its version, the time scale and the modelled hardware."""
+        cfg = self.cfg
+        return {
+            "version": f"sim-{__version__}", "engine": "sim", "sim_version": SIM_VERSION,
+            "infersweep_version": __version__, "time_scale": cfg.time_scale,
+            "model_profile": self.profile.name, "gpu_profile": self.gpu.name, "precision": self.roofline.precision,
+            "tp": cfg.tp, "ep": cfg.ep, "dp": cfg.dp, "max_model_len": self.max_model_len,
+            "kv_cache_tokens": self.kv_capacity_tokens, "max_num_seqs": cfg.max_num_seqs,
+            "max_num_batched_tokens": cfg.max_num_batched_tokens, "tokenizer": cfg.tokenizer or "builtin",
+            "ignored_vllm_flags": list(cfg.ignored_flags),
+        }
+
+
+class SimServer:
+    """The aiohttp application and the wall-clock engine loop."""
+
+    def __init__(self, engine: SimEngine) -> None:
+        self.engine = engine
+        self.cfg = engine.cfg
+        self.scale = engine.cfg.time_scale
+        self._wake = asyncio.Event()
+        self._t0 = 0.0
+        self.lag_sum = 0.0
+        self.lag_max = 0.0
+        self.lag_count = 0
+        self.events_total = 0
+        self.modelled_busy_s = 0.0  # Σ modelled step times (simulated seconds)
+        self.merged_steps = 0  # steps whose tokens were merged into an earlier step's events (lag)
+        self.work_s = 0.0  # wall seconds the engine loop spent pricing steps and writing streams
+        self.requests_finished: dict[str, int] = {}
+        self.requests_received = 0
+        self.ttft = Histogram()
+        self.e2e = Histogram()
+        self.power = PowerModel(engine.gpu.tdp_w, self.scale)
+        self._task: asyncio.Task[None] | None = None
+        self._headers = {"x-infersweep-engine": "sim", "x-infersweep-sim-time-scale": repr(self.scale)}
+
+    # --- clock -----------------------------------------------------------------------------------
+    def sim_now(self) -> float:
+        return (time.perf_counter() - self._t0) * self.scale
+
+    async def _on_startup(self, app: web.Application) -> None:
+        self._t0 = time.perf_counter()
+        self._task = asyncio.get_running_loop().create_task(self._engine_loop())
+
+    async def _on_cleanup(self, app: web.Application) -> None:
+        if self._task is not None:
+            self._task.cancel()
+
+    def build_app(self) -> web.Application:
+        app = web.Application(client_max_size=64 * 1024**2)
+        app.on_startup.append(self._on_startup)
+        app.on_cleanup.append(self._on_cleanup)
+        r = app.router
+        r.add_get("/health", self.health)
+        r.add_get("/version", self.version)
+        r.add_get("/v1/models", self.models)
+        r.add_get("/metrics", self.metrics)
+        r.add_post("/tokenize", self.tokenize)
+        r.add_post("/detokenize", self.detokenize)
+        r.add_post("/v1/completions", self.completions)
+        r.add_post("/v1/chat/completions", self.chat)
+        return app
+
+    # --- engine loop -------------------------------------------------------------------------------
+    async def _engine_loop(self) -> None:
+        """Step the scheduler on the wall clock.
+
+        A step's outputs are delivered at its modelled end; the next step is priced first, so the CPU spent
+        writing streams overlaps the next step's modelled time. When the process falls behind (a loaded
+        machine, thousands of streams), every step already due is run at once and its tokens are merged into
+        one event per stream, as vLLM's output collector merges deltas when the API server lags: the
+        modelled token timeline (TTFT, TPOT, throughput) is kept, only event granularity coarsens. Beyond
+        `MAX_LAG_S` the simulated clock is re-anchored to the wall clock instead. With
+        `--no-merge-late-steps` every step keeps its own events and the clock is re-anchored past 2 ms.
+        """
+        sched = self.engine.scheduler
+        perf = time.perf_counter
+        scale = self.scale
+        merge = self.cfg.merge_late_steps
+        max_lag = MAX_LAG_S if merge else STRICT_MAX_LAG_S
+        out = None
+        while True:
+            if out is None:
+                if not sched.has_work:
+                    self._wake.clear()
+                    await self._wake.wait()
+                    sched.advance_to(self.sim_now())
+                    continue
+                out = sched.step()
+                if out is None:
+                    continue
+            target = self._t0 + out.end / scale
+            delay = target - perf()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            now = perf()
+            lag = now - target
+            self.lag_count += 1
+            if lag > 0:
+                self.lag_sum += lag
+                if lag > self.lag_max:
+                    self.lag_max = lag
+                if lag > max_lag:
+                    sched.advance_to(self.sim_now())  # hopelessly behind: do not replay the backlog
+            due = [out]
+            self.power.record(now, out.cost.total_s, out.cost.compute_fraction)
+            self.modelled_busy_s += out.cost.total_s
+            out = sched.step()  # starts at the previous step's end, while its tokens are written
+            while (merge and out is not None and self._t0 + out.end / scale <= now - MERGE_AFTER_LAG_S
+                   and len(due) < MAX_MERGED_STEPS):
+                due.append(out)  # already due: behind schedule, merge its tokens into the same events
+                self.power.record(now, out.cost.total_s, out.cost.compute_fraction)
+                self.modelled_busy_s += out.cost.total_s
+                out = sched.step()
+            self.merged_steps += len(due) - 1
+            if len(due) == 1:
+                self._deliver(due[0].emitted, due[0].emitted_index)
+            else:
+                self._deliver_merged(due)
+            for step in due:
+                for req in step.finished:
+                    self._finish(req)
+            self.work_s += perf() - now
+            if self.cfg.die_after_requests and sum(self.requests_finished.values()) >= self.cfg.die_after_requests:
+                print(f"infersweep sim: --die-after-requests {self.cfg.die_after_requests} reached; "
+                      "exiting abruptly (simulated crash)", file=sys.stderr, flush=True)
+                os._exit(1)
+
+    def _deliver(self, emitted: list[SimRequest], index: list[int]) -> None:
+        """Write one step's tokens (the common case: one event per stream)."""
+        filler_json = self.engine._filler_json
+        n_filler = len(filler_json)
+        interval = self.cfg.stream_interval
+        events = 0
+        for req, i in zip(emitted, index, strict=True):
+            st: Stream = req.payload
+            if not st.stream:
+                st.text_parts.append(self.engine.token_text(st, i))
+                continue
+            if st.failed:
+                continue
+            tr = st.transport
+            # Fast path, the common event: one synthetic token, not the last, no per-chunk usage.
+            if (interval == 1 and not st.continuous_usage and i >= len(st.pieces) and i != req.num_output - 1
+                    and (st.chat_started or st.kind == "completion") and not tr.is_closing()):
+                data = st.text_head + filler_json[(st.filler_offset + i) % n_filler] + (
+                    _COMPLETION_TAIL if st.kind == "completion" else _CHAT_TAIL)
+                tr.write(b"%x\r\n%b\r\n" % (len(data), data) if st.chunked else data)
+                events += 1
+                continue
+            st.pending.append(i)
+            if len(st.pending) < interval and i != 0 and i != req.num_output - 1:
+                continue  # inside a --stream-interval group (the request has not finished with this token)
+            self._flush(req)
+        self.events_total += events
+
+    def _deliver_merged(self, steps: list[StepOutput]) -> None:
+        """Write several steps' tokens with one event per stream (the sim is behind schedule)."""
+        touched: dict[int, SimRequest] = {}
+        for step in steps:
+            for req, i in zip(step.emitted, step.emitted_index, strict=True):
+                st: Stream = req.payload
+                if not st.stream:
+                    st.text_parts.append(self.engine.token_text(st, i))
+                elif not st.failed:
+                    st.pending.append(i)
+                    touched[req.rid] = req
+        for req in touched.values():
+            self._flush(req)
+
+    def _flush(self, req: SimRequest) -> None:
+        """Write a stream's pending tokens as one event, honouring --stream-interval."""
+        st: Stream = req.payload
+        eng = self.engine
+        last = st.pending[-1]
+        # The request may already be a step further: it is finished with *this* token only if it is the last.
+        finished = req.status is Status.FINISHED and last == req.num_output - 1
+        if len(st.pending) < self.cfg.stream_interval and not finished and st.pending[0] != 0:
+            return  # vLLM's stream interval: the first token goes at once, then every N
+        data = eng.chunk(st, st.pending, req.finish_reason if finished else None, last + 1)
+        st.pending = []
+        if st.kind == "chat" and not st.chat_started:
+            # vLLM sends the role-only delta with the first engine output, not at request arrival.
+            st.chat_started = True
+            data = eng.role_chunk(st) + data
+        if finished:
+            data += eng.final_chunks(st, last + 1)
+        self._write(req, data)
+
+    def _write(self, req: SimRequest, data: bytes) -> None:
+        st: Stream = req.payload
+        tr = st.transport
+        if tr is None or tr.is_closing():
+            st.failed = True
+            if req.status is not Status.FINISHED:
+                self.engine.scheduler.abort(req)
+                self._finish(req)
+            return
+        self.events_total += 1
+        tr.write(b"%x\r\n%b\r\n" % (len(data), data) if st.chunked else data)
+
+    def _finish(self, req: SimRequest) -> None:
+        st: Stream = req.payload
+        if st.finished:
+            return  # already finished (an abort racing the step that completed it)
+        st.finished = True
+        reason = req.finish_reason or "abort"
+        self.requests_finished[reason] = self.requests_finished.get(reason, 0) + 1
+        if req.first_token_time is not None and reason != "abort":
+            self.ttft.observe(req.first_token_time - req.arrival)
+            self.e2e.observe((req.finish_time or req.first_token_time) - req.arrival)
+        if not st.done.done():
+            st.done.set_result(None)
+
+    # --- generation endpoints ----------------------------------------------------------------------
+    async def completions(self, request: web.Request) -> web.StreamResponse:
+        return await self._generate(request, "completion")
+
+    async def chat(self, request: web.Request) -> web.StreamResponse:
+        return await self._generate(request, "chat")
+
+    async def _generate(self, request: web.Request, kind: str) -> web.StreamResponse:
+        try:
+            body = orjson.loads(await request.read())
+        except orjson.JSONDecodeError as exc:
+            return _error(f"invalid JSON body: {exc}")
+        if not isinstance(body, dict):
+            return _error("the request body must be a JSON object")
+        model = body.get("model")
+        if model is not None and model != self.engine.served_name:
+            return _error(f"The model `{model}` does not exist.", status=404, type_="NotFoundError")
+        try:
+            req = self.engine.new_request(body, kind, asyncio.get_running_loop())
+        except RequestError as exc:
+            return _error(str(exc))
+        self.requests_received += 1
+        st: Stream = req.payload
+        resp: web.StreamResponse
+        if st.stream:
+            resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
+                                               **self._headers})
+            st.chunked = request.version >= (1, 1)
+            if st.chunked:
+                resp.enable_chunked_encoding()
+            else:
+                resp.force_close()
+            await resp.prepare(request)
+            # aiohttp buffers headers until the first body write; the engine writes the transport directly.
+            request.writer.send_headers()  # type: ignore[attr-defined]
+            st.transport = request.transport
+            self.engine.prepare_stream(st)
+        req.arrival = self.sim_now()
+        sched = self.engine.scheduler
+        if not sched.has_work:
+            sched.advance_to(req.arrival)
+        sched.add(req)
+        self._wake.set()
+        try:
+            await st.done
+        except asyncio.CancelledError:  # the client went away: free the sequence's KV blocks
+            if req.status is not Status.FINISHED:
+                sched.abort(req)
+                self._finish(req)
+            raise
+        if st.stream:
+            await resp.write_eof()
+            return resp
+        return web.Response(body=orjson.dumps(self.engine.full_response(req)),
+                            content_type="application/json", headers=self._headers)
+
+    # --- info endpoints ----------------------------------------------------------------------------
+    async def health(self, request: web.Request) -> web.Response:
+        return web.Response(status=200, headers=self._headers)
+
+    async def version(self, request: web.Request) -> web.Response:
+        return _json(self.engine.version_info(), self._headers)
+
+    async def models(self, request: web.Request) -> web.Response:
+        eng = self.engine
+        card = {
+            "id": eng.served_name, "object": "model", "created": eng.created, "owned_by": "vllm",
+            "root": eng.profile.hf_id, "parent": None, "max_model_len": eng.max_model_len,
+            "engine": "sim", "sim": eng.version_info(),
+            "permission": [{"id": f"modelperm-{eng.created}", "object": "model_permission",
+                            "created": eng.created, "allow_create_engine": False, "allow_sampling": True,
+                            "allow_logprobs": True, "allow_search_indices": False, "allow_view": True,
+                            "allow_fine_tuning": False, "organization": "*", "group": None,
+                            "is_blocking": False}],
+        }
+        return _json({"object": "list", "data": [card]}, self._headers)
+
+    async def tokenize(self, request: web.Request) -> web.Response:
+        try:
+            body = orjson.loads(await request.read())
+            tok = self.engine.tokenizer
+            if "messages" in body:
+                msgs = [{**m, "content": content_text(m.get("content"))} for m in body["messages"]]
+                ids = tok.encode_chat(msgs, add_generation_prompt=bool(body.get("add_generation_prompt", True)))
+            elif isinstance(body.get("prompt"), str):
+                ids = tok.encode(body["prompt"], add_special_tokens=bool(body.get("add_special_tokens", True)))
+            else:
+                return _error("tokenize needs a string `prompt` or `messages`")
+        except (orjson.JSONDecodeError, TypeError, AttributeError, TokenizerError) as exc:
+            return _error(f"invalid tokenize request: {exc}")
+        return _json({"count": len(ids), "max_model_len": self.engine.max_model_len, "tokens": ids,
+                      "token_strs": None}, self._headers)
+
+    async def detokenize(self, request: web.Request) -> web.Response:
+        try:
+            body = orjson.loads(await request.read())
+            ids = body["tokens"]
+            if not isinstance(ids, list) or not all(type(t) is int for t in ids):
+                raise TypeError("tokens must be a list of ints")
+        except (orjson.JSONDecodeError, TypeError, KeyError) as exc:
+            return _error(f"invalid detokenize request: {exc}")
+        return _json({"prompt": self.engine.tokenizer.decode(ids)}, self._headers)
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        return web.Response(text=self.render_metrics(), content_type="text/plain", headers=self._headers)
+
+    def render_metrics(self) -> str:
+        """The Prometheus text exposition (see metrics.py for names and units)."""
+        eng, sched, cfg = self.engine, self.engine.scheduler, self.cfg
+        m = f'model_name="{eng.served_name}"'
+        util, power = self.power.sample()
+        lines = [
+            "# HELP vllm:num_requests_running Number of requests in model execution batches.",
+            "# TYPE vllm:num_requests_running gauge", f"vllm:num_requests_running{{{m}}} {len(sched.running)}",
+            "# HELP vllm:num_requests_waiting Number of requests waiting to be processed.",
+            "# TYPE vllm:num_requests_waiting gauge", f"vllm:num_requests_waiting{{{m}}} {len(sched.waiting)}",
+            "# HELP vllm:gpu_cache_usage_perc KV-cache usage. 1 means 100 percent usage.",
+            "# TYPE vllm:gpu_cache_usage_perc gauge", f"vllm:gpu_cache_usage_perc{{{m}}} {sched.kv_usage}",
+            "# HELP vllm:kv_cache_usage_perc KV-cache usage. 1 means 100 percent usage.",
+            "# TYPE vllm:kv_cache_usage_perc gauge", f"vllm:kv_cache_usage_perc{{{m}}} {sched.kv_usage}",
+            "# HELP vllm:num_preemptions_total Cumulative number of preemptions.",
+            "# TYPE vllm:num_preemptions_total counter", f"vllm:num_preemptions_total{{{m}}} {sched.num_preemptions}",
+            "# HELP vllm:prompt_tokens_total Number of prefill tokens processed.",
+            "# TYPE vllm:prompt_tokens_total counter", f"vllm:prompt_tokens_total{{{m}}} {sched.prompt_tokens_total}",
+            "# HELP vllm:generation_tokens_total Number of generation tokens processed.",
+            "# TYPE vllm:generation_tokens_total counter",
+            f"vllm:generation_tokens_total{{{m}}} {sched.generation_tokens_total}",
+            "# HELP vllm:request_success_total Count of finished requests by finish reason.",
+            "# TYPE vllm:request_success_total counter",
+        ]
+        for reason in ("stop", "length", "abort"):
+            lines.append(f'vllm:request_success_total{{{m},finished_reason="{reason}"}} '
+                         f"{self.requests_finished.get(reason, 0)}")
+        lines += ["# HELP vllm:time_to_first_token_seconds Time to first token (simulated seconds).",
+                  "# TYPE vllm:time_to_first_token_seconds histogram",
+                  *self.ttft.render("vllm:time_to_first_token_seconds", m),
+                  "# HELP vllm:e2e_request_latency_seconds End-to-end request latency (simulated seconds).",
+                  "# TYPE vllm:e2e_request_latency_seconds histogram",
+                  *self.e2e.render("vllm:e2e_request_latency_seconds", m)]
+        sim = 'simulated="true"'
+        mem_used = eng.gpu.memory_gb * 1e9 * cfg.gpu_memory_utilization
+        lines += [
+            "# HELP sim:engine_info The simulated engine and what it models (value 1).",
+            "# TYPE sim:engine_info gauge",
+            f'sim:engine_info{{engine="sim",version="sim-{__version__}",model_profile="{eng.profile.name}",'
+            f'gpu_profile="{eng.gpu.name}",tp="{cfg.tp}",ep="{cfg.ep}",dp="{cfg.dp}",'
+            f'time_scale="{self.scale}"}} 1',
+            "# HELP sim:time_scale Simulated seconds per wall second.", "# TYPE sim:time_scale gauge",
+            f"sim:time_scale {self.scale}",
+            "# HELP sim:gpu_utilization_perc Modelled GPU busy fraction over the last wall second (0..1).",
+            "# TYPE sim:gpu_utilization_perc gauge",
+            "# HELP sim:gpu_power_watts Modelled GPU board power (not measured).",
+            "# TYPE sim:gpu_power_watts gauge",
+            "# HELP sim:gpu_memory_used_bytes Modelled GPU memory in use (weights + KV pool + reserve).",
+            "# TYPE sim:gpu_memory_used_bytes gauge",
+        ]
+        for g in range(self.engine.topology.gpus):
+            lab = f'gpu="{g}",{sim}'
+            lines += [f"sim:gpu_utilization_perc{{{lab}}} {util}", f"sim:gpu_power_watts{{{lab}}} {power:.1f}",
+                      f"sim:gpu_memory_used_bytes{{{lab}}} {mem_used:.0f}"]
+        lines += [
+            "# HELP sim:scheduler_lag_seconds Wall-clock lateness of engine steps (the sim falling behind).",
+            "# TYPE sim:scheduler_lag_seconds summary",
+            f"sim:scheduler_lag_seconds_sum {self.lag_sum}", f"sim:scheduler_lag_seconds_count {self.lag_count}",
+            "# TYPE sim:scheduler_lag_seconds_max gauge", f"sim:scheduler_lag_seconds_max {self.lag_max}",
+            "# TYPE sim:steps_total counter", f"sim:steps_total {sched.steps_total}",
+            "# HELP sim:merged_steps_total Steps whose tokens were merged into earlier events (the sim was late).",
+            "# TYPE sim:merged_steps_total counter", f"sim:merged_steps_total {self.merged_steps}",
+            "# HELP sim:engine_work_seconds_total Wall seconds the engine loop spent stepping and writing.",
+            "# TYPE sim:engine_work_seconds_total counter", f"sim:engine_work_seconds_total {self.work_s}",
+            "# HELP sim:modelled_busy_seconds_total Sum of modelled step times (simulated seconds).",
+            "# TYPE sim:modelled_busy_seconds_total counter",
+            f"sim:modelled_busy_seconds_total {self.modelled_busy_s}",
+            "# TYPE sim:stream_events_total counter", f"sim:stream_events_total {self.events_total}",
+        ]
+        return "\n".join(lines) + "\n"
+
+
+def _json(obj: Any, headers: dict[str, str]) -> web.Response:
+    return web.Response(body=orjson.dumps(obj), content_type="application/json", headers=headers)
+
+
+def _error(message: str, *, status: int = 400, type_: str = "BadRequestError") -> web.Response:
+    body = {"error": {"message": message, "type": type_, "param": None, "code": status}}
+    return web.Response(status=status, body=orjson.dumps(body), content_type="application/json")
+
+
+def serve(cfg: SimConfig) -> int:
+    """Run the server until SIGTERM/SIGINT. Returns the process exit status."""
+    if cfg.startup_delay:
+        print(f"infersweep sim: start-up delay {cfg.startup_delay} s", file=sys.stderr, flush=True)
+        time.sleep(cfg.startup_delay)
+    try:
+        engine = SimEngine(cfg)
+    except StartupError as exc:
+        print(str(exc), file=sys.stderr, flush=True)
+        return 1
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:  # uvloop is optional: the stdlib loop is slower but correct
+        pass
+    info = engine.version_info()
+    print(f"infersweep sim: serving {engine.served_name!r} on http://{cfg.host}:{cfg.port} "
+          f"({orjson.dumps(info).decode()})", file=sys.stderr, flush=True)
+    server = SimServer(engine)
+    web.run_app(server.build_app(), host=cfg.host, port=cfg.port, print=None, access_log=None,
+                handler_cancellation=True, shutdown_timeout=1.0)
+    return 0

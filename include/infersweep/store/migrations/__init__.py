@@ -1,0 +1,1 @@
+"""Alembic migrations of the results DB (packaged; run by `infersweep db upgrade`)."""

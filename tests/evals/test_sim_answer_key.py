@@ -1,0 +1,89 @@
+"""The eval against the simulated engine's answer-key mode: the score is exactly what the key implies."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from infersweep.evals.data import Gsm8kData
+from infersweep.evals.gsm8k import run_gsm8k
+
+from .conftest import final_answer
+
+answers = pytest.importorskip("infersweep.engines.sim.answers", reason="the simulator's answer-key module is absent")
+
+N_QUESTIONS = 200
+ACCURACY = 0.8
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def sim_with_key(gsm8k_data: Gsm8kData, tmp_path: Path) -> Iterator[str]:
+    key = tmp_path / "key.jsonl"
+    key.write_text(
+        "".join(
+            json.dumps({"question": d.question, "answer": final_answer(d.answer)}) + "\n"
+            for d in gsm8k_data.test[:N_QUESTIONS]
+        )
+    )
+    port = _free_port()
+    log = (tmp_path / "sim.log").open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "infersweep.cli", "sim", "serve", "--host", "127.0.0.1", "--port", str(port),
+         "--model", "sim-model", "--answer-key", str(key), "--accuracy", str(ACCURACY),
+         "--max-model-len", "32768", "--time-scale", "1000"],
+        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"sim exited with {proc.returncode}: {(tmp_path / 'sim.log').read_text()[-2000:]}")
+            try:
+                with urllib.request.urlopen(f"{base}/health", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail("sim did not become healthy within 60 s")
+            time.sleep(0.2)
+        yield base
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=20)
+        log.close()
+
+
+@pytest.mark.integration
+def test_score_is_exactly_what_the_answer_key_implies(sim_with_key: str, gsm8k_data: Gsm8kData) -> None:
+    questions = [d.question for d in gsm8k_data.test[:N_QUESTIONS]]
+    expected = [answers.is_correct(q, ACCURACY, questions=questions) for q in questions]
+    result = run_gsm8k(sim_with_key, "sim-model", limit=N_QUESTIONS, concurrency=32, data=gsm8k_data, context_len=16384)
+    assert result.n == N_QUESTIONS
+    assert [s.strict_match_correct for s in result.samples] == expected
+    assert [s.flexible_extract_correct for s in result.samples] == expected
+    assert sum(expected) == round(ACCURACY * N_QUESTIONS)
+    assert result.strict_match == result.flexible_extract == sum(expected) / N_QUESTIONS == ACCURACY
+    assert result.retries == 0 and result.passed is False  # 0.80 < the 0.90 default floor
+    assert result.failure_class == "accuracy_below_threshold"
