@@ -7,6 +7,8 @@ export HF_HUB_OFFLINE ?= 1
 export PYTHONDONTWRITEBYTECODE ?= 1
 
 .PHONY: install test test-unit lint demo clean
+ENGINE ?=
+MODEL ?=
 
 install: $(STAMP)
 
@@ -23,6 +25,11 @@ test: install
 
 test-unit: install
 	$(VENV)/bin/pytest -m "not integration and not e2e and not real_engine"
+
+# The whole demo sweep through Airflow in-process (dag.test on SQLite) on the simulated engine.
+# `make demo ENGINE=vllm-process MODEL=/path/to/model` runs the same chain against a real vLLM.
+demo: install
+	$(VENV)/bin/infersweep demo $(if $(ENGINE),--engine $(ENGINE)) $(if $(MODEL),--model $(MODEL))
 
 lint: install
 	$(VENV)/bin/ruff check .

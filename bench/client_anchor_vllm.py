@@ -38,11 +38,12 @@ async def _main(a: argparse.Namespace) -> dict:
     rng = random.Random(0)
     url = a.url.rstrip("/") + "/v1/completions"
 
-    def inp(i: int):
+    def inp(i: int, tag: str = "vllm"):
         ids = [rng.randrange(10, 2000) for _ in range(a.isl)]
         return erf.RequestFuncInput(
-            prompt=ids, api_url=url, prompt_len=a.isl, output_len=a.osl, model="mock", ignore_eos=True
-        )
+            prompt=ids, api_url=url, prompt_len=a.isl, output_len=a.osl, model="mock", ignore_eos=True,
+            request_id=f"{tag}-{i}",
+        )  # fmt: skip
 
     connector = aiohttp.TCPConnector(
         limit=a.conc, limit_per_host=a.conc, ttl_dns_cache=300, use_dns_cache=True,
@@ -52,8 +53,14 @@ async def _main(a: argparse.Namespace) -> dict:
         connector=connector, trust_env=True, timeout=aiohttp.ClientTimeout(total=6 * 60 * 60)
     )
     fn = erf.async_request_openai_completions
-    warm = [inp(i) for i in range(a.conc)]
-    await asyncio.gather(*(fn(x, session) for x in warm))
+    warm = [inp(i, "warm") for i in range(a.conc if a.warmups is None else a.warmups)]
+    sem_w = asyncio.Semaphore(a.conc)
+
+    async def warm_one(x):
+        async with sem_w:
+            return await fn(x, session)
+
+    await asyncio.gather(*(warm_one(x) for x in warm))
     inputs = [inp(i) for i in range(a.num_prompts)]
     sem = asyncio.Semaphore(a.conc)
     pbar = tqdm(total=a.num_prompts)
@@ -72,6 +79,7 @@ async def _main(a: argparse.Namespace) -> dict:
     events = sum(len(o.itl) + 1 for o in outs if o.success)
     ttfts = sorted(o.ttft for o in outs if o.success)
     return {
+        **_vllm_metrics(outs, dur),
         "client": "vllm-request-func",
         "conc": a.conc,
         "duration_s": dur,
@@ -83,6 +91,31 @@ async def _main(a: argparse.Namespace) -> dict:
     }
 
 
+def _vllm_metrics(outs, dur: float) -> dict:
+    """vLLM's calculate_metrics formulas (serve.py) applied to its request outputs, for agreement checks."""
+    import numpy as np
+
+    done = [o for o in outs if o.success]
+    ttfts = [o.ttft for o in done]
+    e2els = [o.latency for o in done]
+    tpots = [(o.latency - o.ttft) / (o.output_tokens - 1) for o in done if o.output_tokens > 1]
+    itls = [x for o in done for x in o.itl]
+    out_tok = sum(o.output_tokens for o in done)
+    in_tok = sum(o.prompt_len for o in done)
+    m = {
+        "completed": len(done),
+        "request_throughput": len(done) / dur,
+        "output_throughput": out_tok / dur,
+        "total_token_throughput": (in_tok + out_tok) / dur,
+    }
+    for name, xs in (("ttft", ttfts), ("tpot", tpots), ("itl", itls), ("e2el", e2els)):
+        arr = np.asarray(xs or [0.0])
+        m[f"mean_{name}_ms"] = float(arr.mean() * 1000)
+        m[f"median_{name}_ms"] = float(np.median(arr) * 1000)
+        m[f"p99_{name}_ms"] = float(np.percentile(arr, 99) * 1000)
+    return m
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--vllm-src", required=True)
@@ -91,6 +124,7 @@ def main() -> None:
     ap.add_argument("--num-prompts", type=int, required=True)
     ap.add_argument("--isl", type=int, default=128)
     ap.add_argument("--osl", type=int, default=512)
+    ap.add_argument("--warmups", type=int, default=None, help="default: conc")
     a = ap.parse_args()
     print(json.dumps(asyncio.run(_main(a))))
 

@@ -60,6 +60,60 @@ def _wait_health(base: str, proc: subprocess.Popen[bytes]) -> None:
     raise SystemExit("the sim did not become healthy")
 
 
+def python_cost_per_event(
+    concurrency: int, isl: int, osl: int, model_profile: str, gpu_profile: str, tp: int
+) -> float:
+    """CPU µs per token event of the engine loop alone (scheduler step + event encoding), no sockets."""
+    from infersweep.engines.sim.config import SimConfig
+    from infersweep.engines.sim.core import SimCore
+    from infersweep.engines.sim.server import SimServer
+
+    class _Sink:
+        def is_closing(self) -> bool:
+            return False
+
+        def write(self, data: bytes) -> None:
+            pass
+
+    async def run() -> float:
+        eng = SimCore(
+            SimConfig(
+                model_profile=model_profile,
+                gpu_profile=gpu_profile,
+                tp=tp,
+                max_num_seqs=concurrency,
+                max_model_len=isl + osl + 256,
+            )
+        )
+        srv = SimServer(eng)
+        loop = asyncio.get_running_loop()
+        for _ in range(concurrency):
+            req = eng.new_request(
+                {
+                    "prompt": list(range(1000, 1000 + isl)),
+                    "max_tokens": osl,
+                    "ignore_eos": True,
+                    "stream": True,
+                    "stream_options": {"include_usage": True},
+                },
+                "completion",
+                loop,
+            )
+            req.payload.transport = _Sink()
+            eng.prepare_stream(req.payload)
+            eng.scheduler.add(req)
+        t = time.process_time()
+        while eng.scheduler.has_work:
+            out = eng.scheduler.step()
+            assert out is not None
+            srv._deliver(out.emitted, out.emitted_index)
+            for r in out.finished:
+                srv._finish(r)
+        return 1e6 * (time.process_time() - t) / max(eng.scheduler.generation_tokens_total, 1)
+
+    return asyncio.run(run())
+
+
 def loopback_baseline(n: int, rounds: int = 100, size: int = 230) -> tuple[float, float]:
     """The machine's floor: wall and CPU µs per small write over `n` loopback TCP sockets (reader forked).
 
@@ -113,8 +167,13 @@ async def _client(base: str, concurrency: int, requests: int, isl: int, osl: int
     async def one(i: int, session: aiohttp.ClientSession) -> None:
         nonlocal events, completion
         async with sem:
-            body = {"prompt": payload_prompt, "max_tokens": osl, "ignore_eos": True, "stream": True,
-                    "stream_options": {"include_usage": True}}
+            body = {
+                "prompt": payload_prompt,
+                "max_tokens": osl,
+                "ignore_eos": True,
+                "stream": True,
+                "stream_options": {"include_usage": True},
+            }
             async with session.post(f"{base}/v1/completions", json=body) as resp:
                 tail = b""
                 n = 0
@@ -127,13 +186,18 @@ async def _client(base: str, concurrency: int, requests: int, isl: int, osl: int
                 m = re.search(rb'"completion_tokens":(\d+)', tail)
                 completion += int(m.group(1)) if m else 0
 
-    async with aiohttp.ClientSession(connector=connector, read_bufsize=1 << 20,
-                                     timeout=aiohttp.ClientTimeout(total=3600)) as session:
+    async with aiohttp.ClientSession(
+        connector=connector, read_bufsize=1 << 20, timeout=aiohttp.ClientTimeout(total=3600)
+    ) as session:
         t0 = time.perf_counter()
         await asyncio.gather(*(one(i, session) for i in range(requests)))
         t1 = time.perf_counter()
-    return {"events": events, "completion_tokens": completion, "wall_s": t1 - t0,
-            "first_event_s": (first_event[0] - t0) if first_event else 0.0}
+    return {
+        "events": events,
+        "completion_tokens": completion,
+        "wall_s": t1 - t0,
+        "first_event_s": (first_event[0] - t0) if first_event else 0.0,
+    }
 
 
 def _client_proc(base: str, concurrency: int, requests: int, isl: int, osl: int, q: mp.Queue) -> None:  # type: ignore[type-arg]
@@ -163,15 +227,37 @@ def main() -> None:
     ap.add_argument("--no-baseline", action="store_true", help="skip the raw loopback-socket baseline")
     args = ap.parse_args()
     requests = args.requests or args.concurrency
+    py_us = python_cost_per_event(
+        args.concurrency, args.isl, args.osl, args.model_profile, args.gpu_profile, args.tp
+    )
     base_wall = base_cpu = None
     if not args.no_baseline:
         base_wall, base_cpu = loopback_baseline(args.concurrency)
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
-    cmd = [sys.executable, "-m", "infersweep.cli", "sim", "serve", "--port", str(port),
-           "--model-profile", args.model_profile, "--gpu-profile", args.gpu_profile, "--tp", str(args.tp),
-           "--time-scale", str(args.time_scale), "--max-num-seqs", str(args.concurrency),
-           "--max-model-len", str(args.isl + args.osl + 256), "--stream-interval", str(args.stream_interval)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "infersweep.cli",
+        "sim",
+        "serve",
+        "--port",
+        str(port),
+        "--model-profile",
+        args.model_profile,
+        "--gpu-profile",
+        args.gpu_profile,
+        "--tp",
+        str(args.tp),
+        "--time-scale",
+        str(args.time_scale),
+        "--max-num-seqs",
+        str(args.concurrency),
+        "--max-model-len",
+        str(args.isl + args.osl + 256),
+        "--stream-interval",
+        str(args.stream_interval),
+    ]
     sim = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     try:
         _wait_health(base, sim)
@@ -179,7 +265,8 @@ def main() -> None:
         m0, c0 = _metrics(base), ps.cpu_times()
         q: mp.Queue = mp.get_context("spawn").Queue()  # type: ignore[type-arg]
         client = mp.get_context("spawn").Process(
-            target=_client_proc, args=(base, args.concurrency, requests, args.isl, args.osl, q))
+            target=_client_proc, args=(base, args.concurrency, requests, args.isl, args.osl, q)
+        )
         client.start()
         res = q.get(timeout=3600)
         client.join(timeout=60)
@@ -197,29 +284,50 @@ def main() -> None:
     e2e_sim = m1["vllm:e2e_request_latency_seconds_sum"] - m0["vllm:e2e_request_latency_seconds_sum"]
     n_req = m1["vllm:e2e_request_latency_seconds_count"] - m0["vllm:e2e_request_latency_seconds_count"]
     wall = res["wall_s"]
-    print(f"sim: {args.model_profile} on {args.gpu_profile} TP{args.tp}, time scale {args.time_scale}, "
-          f"stream interval {args.stream_interval}; {requests} requests, concurrency {args.concurrency}, "
-          f"ISL {args.isl}, OSL {args.osl}")
+    print(
+        f"sim: {args.model_profile} on {args.gpu_profile} TP{args.tp}, time scale {args.time_scale}, "
+        f"stream interval {args.stream_interval}; {requests} requests, concurrency {args.concurrency}, "
+        f"ISL {args.isl}, OSL {args.osl}"
+    )
     print(f"completed tokens (client usage)   {int(res['completion_tokens'])} of {requests * args.osl}")
-    print(f"achieved events/s (client)        {res['events'] / wall:,.0f}  ({int(res['events'])} events "
-          f"in {wall:.2f} s wall)")
+    print(
+        f"achieved events/s (client)        {res['events'] / wall:,.0f}  ({int(res['events'])} events "
+        f"in {wall:.2f} s wall)"
+    )
     print(f"achieved tokens/s (wall)          {gen / wall:,.0f}")
-    print(f"mean request latency              {e2e_sim / max(n_req, 1) / args.time_scale:.2f} s wall "
-          f"({e2e_sim / max(n_req, 1):.2f} s simulated)")
-    print(f"engine steps                      {int(steps)} ({steps / wall:,.0f} steps/s); modelled step "
-          f"{1000 * busy / max(steps, 1) / args.time_scale:.1f} ms, wall per step {1000 * wall / max(steps, 1):.1f} ms")
+    print(
+        f"mean request latency              {e2e_sim / max(n_req, 1) / args.time_scale:.2f} s wall "
+        f"({e2e_sim / max(n_req, 1):.2f} s simulated)"
+    )
+    print(
+        f"engine steps                      {int(steps)} ({steps / wall:,.0f} steps/s); modelled step "
+        f"{1000 * busy / max(steps, 1) / args.time_scale:.1f} ms, wall per step {1000 * wall / max(steps, 1):.1f} ms"
+    )
+    print(f"engine loop CPU, no sockets       {py_us:.1f} us per token event (scheduler step + SSE encoding)")
     if base_wall is not None:
-        print(f"loopback baseline                 {base_wall:.1f} us wall, {base_cpu:.1f} us CPU per write "
-              f"({args.concurrency} sockets, forked reader): at most {1e6 / base_wall:,.0f} events/s here")
-    print(f"steps merged while late           {int(m1['sim:merged_steps_total'] - m0['sim:merged_steps_total'])}")
-    print(f"engine loop work                  {1000 * work / max(steps, 1):.1f} ms wall per step "
-          f"(pricing the next step + writing this one's events)")
-    print(f"scheduler lag                     mean {lag_mean * 1000:.2f} ms, "
-          f"max {m1['sim:scheduler_lag_seconds_max'] * 1000:.2f} ms over {int(lag_n)} steps")
-    print(f"sim CPU                           {sim_cpu:.2f} s ({100 * sim_cpu / wall:.0f} % of one core), "
-          f"{1e6 * sim_cpu / max(res['events'], 1):.1f} us per event")
-    print(f"client CPU                        {res['cpu_s']:.2f} s ({100 * res['cpu_s'] / wall:.0f} % of one core), "
-          f"{1e6 * res['cpu_s'] / max(res['events'], 1):.1f} us per event")
+        print(
+            f"loopback baseline                 {base_wall:.1f} us wall, {base_cpu:.1f} us CPU per write "
+            f"({args.concurrency} sockets, forked reader): at most {1e6 / base_wall:,.0f} events/s here"
+        )
+    print(
+        f"steps merged while late           {int(m1['sim:merged_steps_total'] - m0['sim:merged_steps_total'])}"
+    )
+    print(
+        f"engine loop work                  {1000 * work / max(steps, 1):.1f} ms wall per step "
+        f"(pricing the next step + writing this one's events)"
+    )
+    print(
+        f"scheduler lag                     mean {lag_mean * 1000:.2f} ms, "
+        f"max {m1['sim:scheduler_lag_seconds_max'] * 1000:.2f} ms over {int(lag_n)} steps"
+    )
+    print(
+        f"sim CPU                           {sim_cpu:.2f} s ({100 * sim_cpu / wall:.0f} % of one core), "
+        f"{1e6 * sim_cpu / max(res['events'], 1):.1f} us per event"
+    )
+    print(
+        f"client CPU                        {res['cpu_s']:.2f} s ({100 * res['cpu_s'] / wall:.0f} % of one core), "
+        f"{1e6 * res['cpu_s'] / max(res['events'], 1):.1f} us per event"
+    )
 
 
 if __name__ == "__main__":

@@ -50,7 +50,12 @@ class ServerThread:
 
 
 def aiohttp_openai_mock(
-    *, fail_every: int = 0, prompt_delta: int = 0, short_by: int = 0, tokens_per_event: int = 1, crlf: bool = False
+    *,
+    fail_every: int = 0,
+    prompt_delta: int = 0,
+    short_by: int = 0,
+    tokens_per_event: int = 1,
+    crlf: bool = False,
 ) -> Any:
     """An aiohttp.web OpenAI-compatible streaming mock (independent of infersweep's own mock)."""
     from aiohttp import web
@@ -78,7 +83,8 @@ def aiohttp_openai_mock(
             sent += k
             choice = {"index": 0, "delta": {"content": "x" * k}} if chat else {"index": 0, "text": "x" * k}
             await resp.write(b": keep-alive comment" + sep)
-            await resp.write(b"data: " + orjson.dumps({"choices": [choice]}) + sep)
+            prefix = b"event: completion\r\nid: 1\r\n" if crlf else b""  # SSE fields before data:
+            await resp.write(prefix + b"data: " + orjson.dumps({"choices": [choice]}) + sep)
             await asyncio.sleep(0)
         usage = {"prompt_tokens": p, "completion_tokens": n, "total_tokens": p + n}
         await resp.write(b"data: " + orjson.dumps({"choices": [], "usage": usage}) + sep)
@@ -112,6 +118,7 @@ def package_mock(**settings: Any) -> Any:
 
         async def cleanup() -> None:
             server.close()
+            await asyncio.sleep(0)  # let connection_lost cancel the streaming handlers
 
         return f"http://127.0.0.1:{port}", s, cleanup
 

@@ -34,9 +34,11 @@ def test_completions_end_to_end(aiohttp_mock, tokenizer_dir):
     assert len({tuple(b["prompt"]) for b in bodies}) == 11  # warm-ups use distinct prompts
     assert all(b["max_tokens"] == 6 and b["ignore_eos"] for b in bodies)
     assert res["infersweep"]["warmups"] == {"requests": 2, "failed": 0, "errors": []}
+    path = res["infersweep"]["client_request_path"]
+    assert path["median_request_path_ms"] >= 0 and "p99_ttft_from_write_ms" in path
 
 
-def test_crlf_event_separators(tokenizer_dir):
+def test_crlf_separators_and_event_fields(tokenizer_dir):
     with ServerThread(aiohttp_openai_mock(crlf=True)) as srv:
         res = run_benchmark(cfg(srv.url, tokenizer_dir))
     assert res["completed"] == 9 and res["total_output_tokens"] == 54 and res["infersweep"]["passed"]
@@ -52,7 +54,10 @@ def test_failed_requests_fail_the_point(tokenizer_dir):
         raise_if_failed(res)
 
 
-@pytest.mark.parametrize(("knob", "field"), [("prompt_delta", "prompt_tokens_mismatch"), ("short_by", "completion_tokens_mismatch")])
+@pytest.mark.parametrize(
+    ("knob", "field"),
+    [("prompt_delta", "prompt_tokens_mismatch"), ("short_by", "completion_tokens_mismatch")],
+)
 def test_length_violations_are_counted(tokenizer_dir, knob, field):
     with ServerThread(aiohttp_openai_mock(**{knob: 1})) as srv:
         res = run_benchmark(cfg(srv.url, tokenizer_dir))
@@ -75,7 +80,9 @@ def test_multi_token_events_itl_per_event_tpot_per_token(tokenizer_dir):
         res = run_benchmark(cfg(srv.url, tokenizer_dir, osl=10, save_detailed=True))
     assert res["output_lens"] == [10] * 9  # from usage, not from the 3 events
     assert all(len(x) == 2 for x in res["itls"])  # ceil(10/4) = 3 events → 2 gaps, as vLLM
-    for ttft, e2el, tpot in zip(res["ttfts"], res["latencies"], res["infersweep"]["per_request_tpot_s"], strict=True):
+    for ttft, e2el, tpot in zip(
+        res["ttfts"], res["latencies"], res["infersweep"]["per_request_tpot_s"], strict=True
+    ):
         assert tpot == pytest.approx((e2el - ttft) / 9)
 
 
@@ -94,7 +101,7 @@ def test_timing_definitions_against_stamped_truth(tokenizer_dir):
     for r in run.records:
         st = stamps[f"infersweep-{r.index}"]
         assert r.num_events == len(st["sends"]) == 6
-        assert r.t_sent <= st["recv"]  # sent before the server saw it
+        assert r.t_sent <= r.t_written <= st["recv"]  # stamped, then written, then seen by the server
         assert r.read_times[0] >= st["sends"][0] and r.read_times[-1] >= st["sends"][-1]
         assert r.ttft >= st["sends"][0] - st["recv"]  # so client TTFT ≥ server TTFT, by construction
         assert r.ttft == r.read_times[0] - r.t_sent and r.latency == r.read_times[-1] - r.t_sent
@@ -104,7 +111,9 @@ def test_rate_mode_schedule(tokenizer_dir, aiohttp_mock):
     offs = arrival_offsets(50, rate=100.0, burstiness=0.5, seed=1)
     assert offs is not None and offs[-1] == pytest.approx(0.5) and np.all(np.diff(offs) >= 0)
     assert arrival_offsets(5, math.inf, 1.0, 0) is None
-    res = run_benchmark(cfg(aiohttp_mock.url, tokenizer_dir, request_rate=200.0, burstiness=0.5, num_prompts=12))
+    res = run_benchmark(
+        cfg(aiohttp_mock.url, tokenizer_dir, request_rate=200.0, burstiness=0.5, num_prompts=12)
+    )
     assert res["completed"] == 12 and res["request_rate"] == 200.0 and res["burstiness"] == 0.5
     assert res["max_concurrent_requests"] <= 3
     assert res["duration"] >= 12 / 200.0  # the last arrival is at exactly n/rate (definition, not timing)
@@ -118,3 +127,36 @@ def test_multiprocess_mode_merges_workers(tokenizer_dir, aiohttp_mock):
     assert res["output_lens"] == [6] * 16 and res["infersweep"]["passed"]
     assert min(res["start_times"]) >= 0.0
     assert res["infersweep"]["client_health"]["stream_events"] == 96
+
+
+def test_async_variant_runs_in_the_callers_loop(aiohttp_mock, tokenizer_dir):
+    import asyncio
+
+    from infersweep.bench import run_benchmark_async
+
+    async def main():
+        # another task keeps running meanwhile: the benchmark must not block the caller's loop
+        ticks = 0
+
+        async def ticker():
+            nonlocal ticks
+            while True:
+                ticks += 1
+                await asyncio.sleep(0)
+
+        t = asyncio.create_task(ticker())
+        res = await run_benchmark_async(cfg(aiohttp_mock.url, tokenizer_dir))
+        t.cancel()
+        return res, ticks
+
+    res, ticks = asyncio.run(main())
+    assert res["completed"] == 9 and res["infersweep"]["passed"] and ticks > 0
+
+
+def test_stalled_stream_fails_the_request_not_the_run(tokenizer_dir):
+    with ServerThread(package_mock(itl_s=30.0)) as srv:  # first token, then silence
+        res = run_benchmark(
+            cfg(srv.url, tokenizer_dir, num_prompts=2, warmups=0, conc=2, stall_timeout_s=0.3)
+        )
+    assert res["failed"] == 2 and not res["infersweep"]["passed"]
+    assert all(e.startswith("stalled: no token event for 0.3 s") for e in res["errors"])

@@ -89,5 +89,5 @@ def test_chat_isl_below_template_overhead_is_a_clear_error(tokenizer_dir):
 
 
 def test_missing_tokenizer_is_a_clear_error(tmp_path):
-    with pytest.raises(TokenizerError, match="tokenizer.json"):
+    with pytest.raises(TokenizerError, match=r"tokenizer\.json"):
         load_tokenizer(str(tmp_path))

@@ -14,7 +14,7 @@ from infersweep.bench.metrics import (
     stats_ms,
 )
 from infersweep.bench.records import RequestRecord
-from infersweep.bench.window import steady_state, steady_window, timeline
+from infersweep.bench.window import peak_inflight, steady_state, steady_window, timeline
 
 A = pytest.approx
 
@@ -68,7 +68,14 @@ def test_series_and_vllm_statistics(trace):
 
 def test_empty_series_is_zero_like_vllm():
     out = stats_ms([], "tpot")
-    assert set(out) == {"mean_tpot_ms", "median_tpot_ms", "std_tpot_ms", "p90_tpot_ms", "p99_tpot_ms", "p99.9_tpot_ms"}
+    assert set(out) == {
+        "mean_tpot_ms",
+        "median_tpot_ms",
+        "std_tpot_ms",
+        "p90_tpot_ms",
+        "p99_tpot_ms",
+        "p99.9_tpot_ms",
+    }
     assert all(v == 0.0 for v in out.values())
 
 
@@ -143,3 +150,8 @@ def test_timeline_buckets(closed_loop):
     assert [b["concurrency"] for b in tl] == A([2.0, 2.0, 1.0])
     assert [b["output_tokens_per_s"] for b in tl] == A([1.0, 3.0, 4.0])
     assert [b["completed"] for b in tl] == [0, 1, 2]
+
+
+def test_peak_inflight_counts_hand_over_once(closed_loop):
+    # r1 ends at 1.0 exactly when r3 starts: ends sort first, so the peak stays 2 (no phantom 3)
+    assert peak_inflight(closed_loop) == 2

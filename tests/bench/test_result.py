@@ -69,7 +69,15 @@ def make_run(n=8, *, osl=4, isl=10, bad_prompt=0, short=0, failed=0):
 
 
 def config(**kw):
-    base = {"base_url": "http://h:1", "model": "m", "tokenizer": "t", "isl": 10, "osl": 4, "conc": 2, "gpus": 2}
+    base = {
+        "base_url": "http://h:1",
+        "model": "m",
+        "tokenizer": "t",
+        "isl": 10,
+        "osl": 4,
+        "conc": 2,
+        "gpus": 2,
+    }
     return BenchConfig(**(base | kw))
 
 
@@ -81,7 +89,10 @@ def test_top_level_is_a_superset_of_vllm_save_result():
     x = res["infersweep"]
     assert x["passed"] and x["fail_reasons"] == []
     assert x["tput_per_gpu"] == pytest.approx(res["total_token_throughput"] / 2)
-    assert x["range_ratio"]["random_range_ratio"] == 1.0 and x["range_ratio"]["vllm_random_range_ratio_equivalent"] == 0.0
+    assert (
+        x["range_ratio"]["random_range_ratio"] == 1.0
+        and x["range_ratio"]["vllm_random_range_ratio_equivalent"] == 0.0
+    )
     assert res["random_range_ratio_semantics"] == "inferencex"
 
 
@@ -106,7 +117,10 @@ def test_length_violations_fail_the_point_unless_allowed():
     assert not res["infersweep"]["passed"]
     assert "3 length violations" in res["infersweep"]["fail_reasons"][0]
     ok = build_result(
-        config(fail_on_length_violation=False), make_run(bad_prompt=1), tokenizer_id="t", infersweep_version="0"
+        config(fail_on_length_violation=False),
+        make_run(bad_prompt=1),
+        tokenizer_id="t",
+        infersweep_version="0",
     )
     assert ok["infersweep"]["passed"] and ok["infersweep"]["length_check"]["violations"] == 1
 
@@ -132,7 +146,10 @@ def test_client_health_flags_client_bound():
 
 
 def test_goodput_written_only_with_slos():
-    assert build_result(config(), make_run(), tokenizer_id="t", infersweep_version="0")["request_goodput"] is None
+    assert (
+        build_result(config(), make_run(), tokenizer_id="t", infersweep_version="0")["request_goodput"]
+        is None
+    )
     res = build_result(config(slo_ttft_ms=1000.0), make_run(), tokenizer_id="t", infersweep_version="0")
     assert res["request_goodput"] == pytest.approx(res["request_throughput"])
 
@@ -144,3 +161,5 @@ def test_defaults_follow_inferencex():
     with pytest.raises(ValueError, match="extra"):
         BenchConfig(base_url="http://h", model="m", tokenizer="t", isl=1, osl=1, conc=1, bogus=1)
     assert config(base_url="http://h:1/v1/").base_url == "http://h:1"
+    with pytest.raises(ValueError, match="process_result"):
+        config(metadata={"ttft_budget_ms": "x"})

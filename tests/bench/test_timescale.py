@@ -4,11 +4,25 @@ from infersweep.bench.timescale import to_simulated_time
 
 
 def test_durations_scale_up_and_rates_scale_down() -> None:
-    wall = {"duration": 2.0, "median_ttft_ms": 1.5, "p99.9_itl_ms": 0.2, "output_throughput": 1000.0,
-            "total_token_throughput": 5000.0, "request_goodput": 8.0, "median_intvty": 4000.0, "completed": 40,
-            "ttfts": [0.001, 0.002], "itls": [[0.0005, 0.0006], []], "infersweep": {"passed": True}}
+    wall = {
+        "duration": 2.0,
+        "median_ttft_ms": 1.5,
+        "p99.9_itl_ms": 0.2,
+        "output_throughput": 1000.0,
+        "total_token_throughput": 5000.0,
+        "request_goodput": 8.0,
+        "median_intvty": 4000.0,
+        "completed": 40,
+        "ttfts": [0.001, 0.002],
+        "itls": [[0.0005, 0.0006], []],
+        "infersweep": {"passed": True},
+    }
     sim = to_simulated_time(wall, 20.0)
-    assert sim["duration"] == 40.0 and sim["median_ttft_ms"] == 30.0 and sim["p99.9_itl_ms"] == pytest.approx(4.0)
+    assert (
+        sim["duration"] == 40.0
+        and sim["median_ttft_ms"] == 30.0
+        and sim["p99.9_itl_ms"] == pytest.approx(4.0)
+    )
     assert sim["output_throughput"] == 50.0 and sim["total_token_throughput"] == 250.0
     assert sim["request_goodput"] == 0.4 and sim["median_intvty"] == 200.0
     assert sim["completed"] == 40  # counts are not times

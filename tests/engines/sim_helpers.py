@@ -12,7 +12,8 @@ import orjson
 from aiohttp.test_utils import TestClient, TestServer
 
 from infersweep.engines.sim.config import SimConfig
-from infersweep.engines.sim.server import SimEngine, SimServer
+from infersweep.engines.sim.core import SimCore
+from infersweep.engines.sim.server import SimServer
 
 FIXTURE_TOKENIZER = Path(__file__).resolve().parents[1] / "fixtures" / "tokenizer"
 CHATML = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
@@ -46,7 +47,7 @@ async def sim_client(**cfg: Any) -> AsyncIterator[tuple[TestClient[Any, Any], Si
     """A running simulator on a free port (fast: time scale 1000 unless given)."""
     cfg.setdefault("time_scale", 1000.0)
     cfg.setdefault("merge_late_steps", False)  # exact one-token-per-event framing whatever the machine load
-    server = SimServer(SimEngine(SimConfig(**cfg)))
+    server = SimServer(SimCore(SimConfig(**cfg)))
     client: TestClient[Any, Any] = TestClient(TestServer(server.build_app(), host="127.0.0.1"))
     await client.start_server()
     try:

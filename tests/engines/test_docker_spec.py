@@ -2,63 +2,77 @@
 
 from __future__ import annotations
 
+import functools
+from pathlib import Path
+
 import docker.errors
 import pytest
 from docker.types import DeviceRequest
 
 from infersweep.config.inventory import Node
 from infersweep.engines.docker import (
-    GpuRuntimeUnavailableError,
     LABEL_FINGERPRINT,
+    GpuRuntimeUnavailableError,
     _start_error,
     build_container_spec,
 )
 from infersweep.recipes.model import Recipe
 
+ROOT = Path(__file__).resolve().parents[2]
 NODE = Node.model_validate(
     {"name": "h200-01", "runner": "h200", "docker-url": "unix:///var/run/docker.sock",
      "hf-home": "/mnt/hf", "cache-domain": "vast", "host": "10.0.0.11"}
 )
 MODEL = "MiniMaxAI/MiniMax-M3-MXFP8"
-# The InferenceX recipe (minimaxm3_fp8_h200.sh) for dp-attn=true, ISL 8192 / OSL 1024, CONC up to 512.
+# What the recipe builder makes for dp-attn=true (DEP: TP8 → DP8 + EP), ISL 8192 / OSL 1024, CONC 256..512 —
+# flag for flag the seed's minimaxm3_fp8_h200.sh.
 ARGV = (
-    "vllm", "serve", MODEL, "--host", "0.0.0.0", "--port", "8888",
-    "--tensor-parallel-size=1", "--data-parallel-size=8", "--enable-expert-parallel",
+    "vllm", "serve", MODEL, "--port", "8888",
+    "--tensor-parallel-size", "1", "--data-parallel-size", "8", "--enable-expert-parallel",
     "--gpu-memory-utilization", "0.90", "--max-model-len", "9472", "--block-size", "128",
-    "--language-model-only", "--max-num-batched-tokens", "16384", "--stream-interval", "20",
-    "--no-enable-prefix-caching", "--trust-remote-code", "--max-cudagraph-capture-size", "512",
+    "--language-model-only", "--max-cudagraph-capture-size", "512", "--max-num-batched-tokens", "16384",
+    "--stream-interval", "20", "--no-enable-prefix-caching", "--trust-remote-code",
 )
 
 
+@functools.cache
 def dep_recipe() -> Recipe:
-    return Recipe(
-        image="vllm/vllm-openai:minimax-m3", argv=ARGV, model=MODEL, gpus=8, port=8888,
-        env={"PYTHONNOUSERSITE": "1", "VLLM_ENGINE_READY_TIMEOUT_S": "3600"},
-        serve_group="minimaxm3-fp8-h200-vllm_8k1k_tp8-ep8-dpa",
-    )
+    """The real pipeline: config file → planner → serve group → vLLM recipe builder."""
+    from infersweep.config.sweep import load_sweep
+    from infersweep.plan.groups import group_jobs
+    from infersweep.plan.planner import PlanFilters, expand_jobs
+    from infersweep.recipes.vllm import build_recipe
+
+    sweep = load_sweep([ROOT / "configs" / "minimaxm3-hopper.yaml"])
+    groups = group_jobs(expand_jobs(sweep, PlanFilters(config_keys=["minimaxm3-fp8-h200-vllm"])))
+    [group] = [g for g in groups if g.dp_attn and g.isl == 8192 and g.spec_decoding == "none"]
+    assert group.concs == (256, 512) and group.gpus == 8
+    return build_recipe(group, sweep.quirks_for(group.model_prefix, group.model), hf_cache="/mnt/hf/hub")
 
 
 def test_minimax_m3_h200_dep_container_spec_is_exact():
     recipe = dep_recipe()
+    group = recipe.serve_group
+    assert recipe.argv == ARGV
     spec = build_container_spec(recipe, NODE, run_id="scheduled__2026-11-28T00:00:00+00:00", hf_token="hf_secret")
 
     assert spec.to_json() == {
-        "name": "infersweep-minimaxm3-fp8-h200-vllm_8k1k_tp8-ep8-dpa-scheduled__2026-11-28T00-00-00-00-00-h200-01",
+        "name": f"infersweep-{group}-scheduled__2026-11-28T00-00-00-00-00-h200-01",
         "image": "vllm/vllm-openai:minimax-m3",
         "entrypoint": ["vllm"],
         "command": list(ARGV[1:]),
         "environment": {
-            "HF_HOME": "/mnt/hf", "HF_HUB_OFFLINE": "1", "PYTHONNOUSERSITE": "1",
-            "VLLM_ENGINE_READY_TIMEOUT_S": "3600", "HF_TOKEN": "***",
+            "HF_HUB_OFFLINE": "1", "VLLM_ENGINE_READY_TIMEOUT_S": "3600", "PYTHONNOUSERSITE": "1",
+            "HF_HUB_CACHE": "/mnt/hf_hub_cache", "HF_TOKEN": "***",
         },
         "labels": {
             "infersweep.run_id": "scheduled__2026-11-28T00:00:00+00:00",
-            "infersweep.serve_group": "minimaxm3-fp8-h200-vllm_8k1k_tp8-ep8-dpa",
+            "infersweep.serve_group": group,
             "infersweep.node": "h200-01",
             LABEL_FINGERPRINT: recipe.fingerprint(),
         },
         "device_requests": [{"Driver": "", "Count": 8, "DeviceIDs": None, "Capabilities": [["gpu"]]}],
-        "mounts": [{"Type": "bind", "Source": "/mnt/hf", "Target": "/mnt/hf", "ReadOnly": False}],
+        "mounts": [{"Type": "bind", "Source": "/mnt/hf/hub", "Target": "/mnt/hf_hub_cache", "ReadOnly": False}],
         "ports": {"8888/tcp": ["0.0.0.0", 8888]},
         "ipc_mode": "host",
         "shm_size": "32g",
@@ -70,8 +84,15 @@ def test_minimax_m3_h200_dep_container_spec_is_exact():
     assert kwargs["device_requests"] == [DeviceRequest(count=8, capabilities=[["gpu"]])]
     assert kwargs["device_requests"][0]["Count"] == 8
     assert kwargs["ipc_mode"] == "host" and kwargs["ports"] == {"8888/tcp": ("0.0.0.0", 8888)}
-    assert kwargs["mounts"][0]["Target"] == "/mnt/hf" and kwargs["mounts"][0]["Type"] == "bind"
+    assert kwargs["mounts"][0]["Target"] == "/mnt/hf_hub_cache" and kwargs["mounts"][0]["Type"] == "bind"
     assert "hf_secret" not in repr(spec.to_json())
+
+
+def test_node_hf_home_is_mounted_when_the_recipe_places_no_cache():
+    recipe = Recipe(image="img", argv=("vllm", "serve", MODEL), model=MODEL, gpus=1)
+    spec = build_container_spec(recipe, NODE, run_id="r1")
+    assert spec.environment == {"HF_HOME": "/mnt/hf", "HF_HUB_OFFLINE": "1"}
+    assert spec.mounts == ({"Type": "bind", "Source": "/mnt/hf", "Target": "/mnt/hf", "ReadOnly": False},)
 
 
 def test_lease_device_ids_replace_the_count():
@@ -83,7 +104,7 @@ def test_lease_device_ids_replace_the_count():
 
 
 def test_recipe_env_wins_and_no_token_means_no_token_env():
-    recipe = dep_recipe().model_copy(update={"env": {"HF_HUB_OFFLINE": "0"}, "gpus": 0})
+    recipe = dep_recipe().model_copy(update={"env": {"HF_HUB_OFFLINE": "0"}, "gpus": 0, "mounts": ()})
     spec = build_container_spec(recipe, None, run_id="r1", host_port=0, hub_offline=True)
     assert spec.environment == {"HF_HUB_OFFLINE": "0"}
     assert spec.device_requests == ()

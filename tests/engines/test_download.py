@@ -13,7 +13,7 @@ from infersweep.engines import download as dl
 from infersweep.engines.locks import FileModelLock, LockKey, PgAdvisoryLock
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fixtures"))
-from fakehub import FakeHub, FakeRepo  # noqa: E402
+from fakehub import FakeHub, FakeRepo
 
 REPO = "acme/tiny-model"
 FILES = {
@@ -35,7 +35,6 @@ def hub(monkeypatch):
     monkeypatch.setattr(hf_constants, "ENDPOINT", fake.endpoint)
     monkeypatch.setattr(hf_constants, "HUGGINGFACE_CO_URL_TEMPLATE",
                         fake.endpoint + "/{repo_id}/resolve/{revision}/{filename}")
-    monkeypatch.setenv("HF_HUB_DISABLE_XET", "1")
     monkeypatch.delenv("HF_TOKEN", raising=False)
     fake.add(FakeRepo(REPO, dict(FILES)))
     yield fake
@@ -293,3 +292,49 @@ def test_classification_table():
     for name, (exc, kind, transient) in cases.items():
         fc = dl.classify_download_error(exc)
         assert (fc.kind, fc.transient) == (kind, transient), name
+
+
+def test_recipe_models_include_the_drafter_and_use_the_node_cache(hub, tmp_path):
+    from infersweep.config.inventory import Node
+    from infersweep.recipes.model import Recipe
+
+    hub.add(FakeRepo("acme/drafter", {"config.json": b"{}", "model.safetensors": b"\x02" * 100}))
+    node = Node.model_validate({"name": "n1", "runner": "h200", "hf-home": str(tmp_path / "hf"),
+                                "cache-domain": "vast"})
+    recipe = Recipe(image="i", argv=("vllm", "serve", REPO), model=REPO, draft_model="acme/drafter")
+    results = dl.download_recipe_models(recipe, node=node, endpoint=hub.endpoint, backoff_base_s=0.0)
+    assert [r.repo_id for r in results] == [REPO, "acme/drafter"] and all(r.downloaded for r in results)
+    assert all(r.path.startswith(str(tmp_path / "hf" / "hub")) for r in results)
+    dl.verify_offline("acme/drafter", hf_home=tmp_path / "hf")
+
+
+def test_a_complete_cache_is_not_refetched_unless_refresh(hub, tmp_path):
+    cache = tmp_path / "hub"
+    first = _download(hub, cache)
+    calls = hub.api_calls["info"]
+    again = _download(hub, cache)
+    assert (again.downloaded, again.attempts, hub.api_calls["info"]) == (False, 0, calls)
+    # The branch moves on the hub: only refresh=True notices, and fetches the new commit.
+    repo = hub.repos[REPO]
+    repo.commit = "f" * 40
+    repo.files["config.json"] = b'{"model_type": "llama", "hidden_size": 128}'
+    assert _download(hub, cache).commit == first.commit
+    moved = _download(hub, cache, refresh=True)
+    assert moved.downloaded and moved.commit == "f" * 40
+    assert (Path(moved.path) / "config.json").read_bytes() == repo.files["config.json"]
+    assert dl.verify_offline(REPO, cache_dir=cache).commit == "f" * 40
+
+
+def test_interrupted_transfer_resumes_from_the_partial_file(hub, tmp_path, monkeypatch):
+    import huggingface_hub.constants as hf_constants
+
+    # The client writes in DOWNLOAD_CHUNK_SIZE (10 MiB) pieces; small ones let a 16 KiB file be partial.
+    monkeypatch.setattr(hf_constants, "DOWNLOAD_CHUNK_SIZE", 1024)
+    name = "model-00001-of-00002.safetensors"
+    hub.cut_after[name] = 5000  # of 16384 bytes, then the connection drops
+    result = _download(hub, tmp_path / "hub", sleep=lambda s: None)
+    assert (Path(result.path) / name).read_bytes() == FILES[name]
+    # The bytes already on disk were not fetched again: the retry asked for the rest with a Range header.
+    [(resumed, start)] = hub.range_starts
+    assert resumed == name and 0 < start <= 5000, hub.range_starts
+    dl.verify_offline(REPO, cache_dir=tmp_path / "hub")

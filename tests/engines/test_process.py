@@ -175,7 +175,8 @@ def test_sim_dies_after_n_requests(tmp_path: Path) -> None:
     port = _free_port()
     recipe = Recipe(image="x", model="meta-llama/Llama-3.1-8B-Instruct", port=port,
                     argv=("vllm", "serve", "meta-llama/Llama-3.1-8B-Instruct"))
-    eng = SimulatedEngine(log_dir=tmp_path, time_scale=100.0, extra_args=("--die-after-requests", "2"))
+    eng = SimulatedEngine(log_dir=tmp_path, time_scale=100.0, extra_args=("--die-after-requests", "2",
+                                                                                "--startup-delay", "0.5"))
     handle = eng.start(recipe)
     try:
         eng.wait_ready(handle, deadline_s=120)
@@ -190,6 +191,7 @@ def test_sim_dies_after_n_requests(tmp_path: Path) -> None:
         proc = eng._procs[int(handle.id)]
         assert proc.wait(timeout=30) == 1
         assert "simulated crash" in eng.logs(handle)
+        assert "start-up delay 0.5 s" in eng.logs(handle)
     finally:
         eng.stop(handle, grace_s=5)
     assert _group_gone(handle)

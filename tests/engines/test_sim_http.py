@@ -70,6 +70,8 @@ def test_chat_stream_role_first_and_continuous_usage() -> None:
             assert content[-1]["choices"][0]["finish_reason"] == "length"
             assert all(e["object"] == "chat.completion.chunk" for e in events[:-1])
             assert events[-2]["usage"]["completion_tokens"] == 5 and events[-1] == "[DONE]"
+            bad = await client.post("/v1/chat/completions", json={"messages": [{"content": "no role"}]})
+            assert bad.status == 400 and "role" in (await bad.json())["error"]["message"]
             r = await client.post("/v1/chat/completions", json={
                 "messages": [{"role": "user", "content": "Hi there"}], "max_completion_tokens": 3})
             body = await r.json()
@@ -98,6 +100,7 @@ def test_stream_interval_batches_tokens() -> None:
     ({"prompt": "x", "model": "other"}, 404, "does not exist"),
     ({"prompt": "x", "n": 2}, 400, "n=1"),
     ({"max_tokens": 2}, 400, "prompt is required"),
+    ({"prompt": "x", "min_tokens": "many"}, 400, "min_tokens"),
 ])
 def test_bad_requests_get_vllm_style_errors(body: dict[str, Any], status: int, fragment: str) -> None:
     async def main() -> None:
@@ -207,10 +210,11 @@ class _Capture:
 
 def test_late_steps_merge_into_one_event_per_stream() -> None:
     from infersweep.engines.sim.config import SimConfig
-    from infersweep.engines.sim.server import SimEngine, SimServer
+    from infersweep.engines.sim.core import SimCore
+    from infersweep.engines.sim.server import SimServer
 
     async def main() -> None:
-        server = SimServer(SimEngine(SimConfig()))
+        server = SimServer(SimCore(SimConfig()))
         eng, sched = server.engine, server.engine.scheduler
         cap = _Capture()
         req = eng.new_request({"prompt": [1, 2, 3], "max_tokens": 5, "ignore_eos": True, "stream": True,
@@ -227,4 +231,18 @@ def test_late_steps_merge_into_one_event_per_stream() -> None:
         assert [len(t.split()) for t in texts] == [3, 2]
         assert events[1]["choices"][0]["finish_reason"] == "length"
         assert events[2]["usage"]["completion_tokens"] == 5
+    run(main())
+
+
+def test_a_dead_engine_loop_fails_requests_and_health() -> None:
+    async def main() -> None:
+        async with sim_client(time_scale=1.0) as (client, server):
+            def boom() -> None:
+                raise ZeroDivisionError("injected engine bug")
+
+            server.engine.scheduler.step = boom  # type: ignore[method-assign]
+            r = await client.post("/v1/completions", json={"prompt": "hi", "max_tokens": 3})
+            assert r.status == 500 and "engine died" in (await r.json())["error"]["message"]
+            assert (await client.get("/health")).status == 500
+            assert "ZeroDivisionError" in (server.engine_error or "")
     run(main())

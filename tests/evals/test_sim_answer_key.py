@@ -41,38 +41,49 @@ def sim_with_key(gsm8k_data: Gsm8kData, tmp_path: Path) -> Iterator[str]:
             for d in gsm8k_data.test[:N_QUESTIONS]
         )
     )
-    port = _free_port()
-    log = (tmp_path / "sim.log").open("wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "infersweep.cli", "sim", "serve", "--host", "127.0.0.1", "--port", str(port),
-         "--model", "sim-model", "--answer-key", str(key), "--accuracy", str(ACCURACY),
-         "--max-model-len", "32768", "--time-scale", "1000"],
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"sim exited with {proc.returncode}: {(tmp_path / 'sim.log').read_text()[-2000:]}")
-            try:
-                with urllib.request.urlopen(f"{base}/health", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail("sim did not become healthy within 60 s")
-            time.sleep(0.2)
-        yield base
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
+    log_path = tmp_path / "sim.log"
+    for _attempt in range(3):  # a free port can be taken between probing and binding: try another
+        port = _free_port()
+        with log_path.open("wb") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "infersweep.cli", "sim", "serve", "--host", "127.0.0.1", "--port", str(port),
+                 "--model", "sim-model", "--answer-key", str(key), "--accuracy", str(ACCURACY),
+                 "--max-model-len", "32768", "--time-scale", "1000"],
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            )  # fmt: skip
         try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=20)
-        log.close()
+            if _wait_healthy(proc, f"http://127.0.0.1:{port}", deadline_s=120):
+                yield f"http://127.0.0.1:{port}"
+                return
+        finally:
+            _stop(proc)
+        if "address already in use" not in log_path.read_text(errors="replace").lower():
+            break
+    pytest.fail(f"sim did not become healthy: {log_path.read_text(errors='replace')[-2000:]}")
+
+
+def _wait_healthy(proc: subprocess.Popen[bytes], base: str, *, deadline_s: float) -> bool:
+    deadline = time.monotonic() + deadline_s
+    while proc.poll() is None and time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{base}/health", timeout=2) as response:
+                if response.status == 200:
+                    return True
+        except OSError:
+            pass
+        time.sleep(0.2)
+    return False
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is not None:
+        return
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=20)
 
 
 @pytest.mark.integration

@@ -89,3 +89,16 @@ def test_unknown_is_retried_once() -> None:
     fc = classify(ValueError("something nobody has seen before"))
     assert fc.kind == UNKNOWN_KIND and fc.transient and fc.max_retries == 1
     assert "something nobody has seen before" in fc.evidence
+
+
+def test_classified_error_with_a_kind_outside_the_corpus_is_permanent_unless_said_otherwise() -> None:
+    fc = classify(ClassifiedError("sweep_cancelled", "operator asked to stop"))
+    assert (fc.kind, fc.transient) == ("sweep_cancelled", False)
+    fc = classify(ClassifiedError("lease_wait", "no node free yet", transient=True))
+    assert (fc.kind, fc.transient, fc.max_retries) == ("lease_wait", True, 1)
+
+
+def test_missing_repo_is_not_mistaken_for_a_gated_one() -> None:
+    text = ("huggingface_hub.errors.RepositoryNotFoundError: 401 Client Error. (Request ID: x)\n"
+            "Repository Not Found for url: https://huggingface.co/api/models/org/nope/revision/main.")
+    assert classify(text).kind == "hub_not_found"

@@ -29,6 +29,7 @@ from infersweep.config.inventory import Node
 from infersweep.engines.base import EngineError
 from infersweep.engines.docker import LABEL_RUN_ID, DockerEngine, GpuRuntimeUnavailableError
 from infersweep.engines.reaper import reap
+from infersweep.engines.telemetry import SimMetricsSource, TelemetrySampler, source_for
 from infersweep.recipes.model import Mount, Recipe
 
 pytestmark = pytest.mark.integration
@@ -201,12 +202,26 @@ def test_serve_stream_stop_leaves_nothing(engine, node, rootfs_image, repo_root)
         text, usage = _stream_completion(handle.base_url, model, max_tokens=8)
         assert usage["completion_tokens"] == 8 and text
         assert len(_containers(engine, node)) == 1
+        # Telemetry: the sim's modelled gauges through the published port (labelled simulated), and the
+        # Docker path (nvidia-smi exec'd in the container), which has no nvidia-smi here: nulls with the reason.
+        sim = TelemetrySampler(SimMetricsSource(handle.base_url)).sample_once()
+        assert sim and all(s.simulated and s.power_w is not None for s in sim)
+        with TelemetrySampler(source_for(handle), interval_s=0.2) as sampler:
+            smi = sampler.sample_once()
+        assert smi and all(s.power_w is None for s in smi)
+        assert "nvidia-smi" in smi[0].null_reasons["power_w"]
     finally:
         logs = engine.stop(handle, grace_s=10)
     assert _containers(engine, node) == []
     assert "serving" in logs and "hf_itest_secret" not in logs
     assert engine.stop(handle, grace_s=10) == logs  # idempotent
     assert Path(handle.log_path).read_text() == logs
+    # A teardown task in another process only has the handle: stop is a no-op that returns the saved log.
+    other = DockerEngine(run_id=engine.run_id, log_dir=Path(handle.log_path).parent)
+    try:
+        assert other.stop(handle, grace_s=1) == logs
+    finally:
+        other.close()
 
 
 def test_stop_half_started_container(engine, node, rootfs_image, repo_root):

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from report.factories import pt
-from report.seed import seed, store_engine
 
 from infersweep.report.sample import sample_points
 from infersweep.report.web import create_app
+from tests.report.factories import pt
+from tests.report.seed import seed, store_engine
 
 PLUGIN = Path(__file__).resolve().parents[2] / "plugins" / "infersweep_plugin.py"
 
@@ -111,3 +111,37 @@ def test_unreadable_store_is_a_503_with_a_reason(tmp_path):
     with TestClient(create_app(db_url=f"sqlite:///{tmp_path / 'empty.sqlite'}", auth=False)) as c:
         res = c.get("/api/summary")
     assert res.status_code == 503 and "results store unavailable" in res.json()["detail"]
+
+
+def test_results_are_filtered_by_the_users_dag_read_access(sqlite_url, monkeypatch):
+    """With auth on, a valid token is resolved by Airflow and each DAG is checked with the auth manager."""
+    import airflow.api_fastapi.app as af_app
+    import airflow.api_fastapi.core_api.security as security
+
+    async def resolve(token):
+        if token != "good":
+            from fastapi import HTTPException
+
+            raise HTTPException(status_code=403, detail="Invalid JWT token")
+        return "alice"
+
+    class AuthManager:
+        def is_authorized_dag(self, *, method, details, user, access_entity=None):
+            return method == "GET" and user == "alice" and details.id == "cfg"
+
+    monkeypatch.setattr(security, "resolve_user_from_token", resolve)
+    monkeypatch.setattr(af_app, "get_auth_manager", lambda: AuthManager())
+    engine = store_engine(sqlite_url)
+    seed(engine, sample_points(seq_lens=((1024, 1024),)))
+    seed(engine, [pt(8, run="r1"), pt(8, run="r2", image="img:b")])
+    with TestClient(create_app(db_url=sqlite_url, auth=True)) as c:
+        bearer = {"Authorization": "Bearer good"}
+        assert c.get("/api/summary", headers={"Authorization": "Bearer bad"}).status_code == 403
+        assert {s["dag_id"] for s in c.get("/api/summary", headers=bearer).json()} == {"cfg"}
+        c.cookies.set("_token", "good")  # the UI's session cookie works like the header
+        html = c.get("/").text
+        assert "cfg/r2" in html and "llama70b-sample" not in html
+        assert c.get("/", params={"dag_id": "llama70b-sample"}).status_code == 403
+        assert c.get("/compare", params={"base": "llama70b-sample/manual__2026-11-27T02:00:00+00:00",
+                                         "head": "cfg/r2"}).status_code == 403
+    engine.dispose()

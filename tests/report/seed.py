@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
+from functools import cache
+from pathlib import Path
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
 from infersweep.report.data import ReportPoint
-from infersweep.store.db import make_engine, write_transaction
+from infersweep.store.db import dispose_engines, make_engine, write_transaction
+from infersweep.store.migrate import upgrade
 from infersweep.store.models import Base
 from infersweep.store.records import apply_benchmark, apply_group, apply_run
 
@@ -16,10 +21,30 @@ _METRICS = ("tput_per_gpu", "output_tput_per_gpu", "median_ttft_ms", "p99_ttft_m
             "p99_tpot_ms", "median_intvty", "median_e2el_ms", "p99_e2el_ms", "num_completed", "num_failed")
 
 
+@cache
+def _sqlite_template() -> Path:
+    """A migrated empty SQLite store, made once per session and copied per test (migrating is slow)."""
+    path = Path(tempfile.mkdtemp(prefix="infersweep-report-tpl-")) / "results.sqlite"
+    upgrade(f"sqlite:///{path}")
+    dispose_engines()  # closes the connection, which checkpoints the WAL into the file we copy
+    return path
+
+
+@cache
+def _migrate_once(url: str) -> None:
+    upgrade(url)
+
+
 def store_engine(url: str) -> Engine:
-    """An engine on a fresh schema (the report tests need tables, not the migration history)."""
+    """An engine on an empty, fully migrated store (tables and the store's views)."""
+    if url.startswith("sqlite:///"):
+        shutil.copyfile(_sqlite_template(), url.removeprefix("sqlite:///"))
+        return make_engine(url)
+    _migrate_once(url)
     engine = make_engine(url)
-    Base.metadata.create_all(engine)
+    tables = ", ".join(t.name for t in Base.metadata.sorted_tables)
+    with engine.begin() as conn:  # one Postgres DB per session: each test starts from empty tables
+        conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
     return engine
 
 

@@ -98,6 +98,8 @@ def test_simulated_results_are_labelled_and_never_share_a_chart_with_real_ones()
     assert len(figs) == 4  # real group and sim group, 2 charts each
     assert html.count("SIMULATED ENGINE") == 1
     assert html.index("SIMULATED ENGINE") > html.index("chart-0-intvty")  # real results come first
+    marks = [[a["text"] for a in f["layout"]["annotations"]] for f in figs]
+    assert marks == [[], [], ["SIMULATED"], ["SIMULATED"]]  # cropped sim charts still say what they are
 
 
 def test_user_strings_are_escaped():

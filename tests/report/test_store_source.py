@@ -21,11 +21,6 @@ def engine(request, tmp_path):
         base = request.getfixturevalue("pg_url")
         url = base
     eng = store_engine(url)
-    if request.param == "postgres":  # one Postgres DB per session: start each test from empty tables
-        from infersweep.store.models import Base
-
-        Base.metadata.drop_all(eng)
-        Base.metadata.create_all(eng)
     yield eng
     eng.dispose()
 
@@ -105,3 +100,26 @@ def test_run_summaries_count_green_and_failures_by_class(engine):
     before = src.data_version(engine, refs)
     seed(engine, [pt(64, run="r2", run_started_at=t(2))])
     assert src.data_version(engine, refs) != before
+
+
+def test_planned_points_that_never_ran_count_in_the_total(engine):
+    """A serve group whose server never booted has no result rows; the store's view still counts it."""
+    from infersweep.report.service import build_report
+    from infersweep.store.db import write_transaction
+    from infersweep.store.records import apply_group
+
+    seed(engine, [pt(8, run="r1", run_started_at=t(1))])
+    with write_transaction(engine) as conn:
+        apply_group(conn, {"dag_id": "cfg", "run_id": "r1", "group_id": "cfg-tp4-none-1024-1024", "n_points": 1})
+        apply_group(conn, {"dag_id": "cfg", "run_id": "r1", "group_id": "never-booted", "config_key": "cfg",
+                           "n_points": 4, "status": "failed", "failure_kind": "kv_cache_oom"})
+    (summary,) = src.run_summaries(engine, runs={("cfg", "r1")})
+    assert summary.ratio == "1/5 green"
+    url = engine.url.render_as_string(hide_password=False)
+    if url.startswith("sqlite"):
+        import tempfile
+        from pathlib import Path
+
+        out = build_report(Path(tempfile.mkdtemp()) / "r.html", db_url=url, runs=["cfg/r1"])
+        html = out.path.read_text()
+        assert "1/5 green" in html and "1/5 points green" in html

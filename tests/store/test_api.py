@@ -176,3 +176,12 @@ def test_cli_summary_and_flush(db_url, make_store, dag_id, tmp_path, monkeypatch
     assert "1/2 green" in out.output and "engine_cli_error" in out.output
     out = runner.invoke(app, ["db", "flush", "--url", db_url, "--timeout", "5"])
     assert out.exit_code == 0 and "remaining 0" in out.output
+
+
+def test_dag_group_statuses_count_as_green(make_store) -> None:
+    store = make_store()
+    store.start_run(trigger_kind="manual")
+    for gid, status in (("a", "done"), ("b", "reused"), ("c", "failed"), ("d", "serving")):
+        store.record_group(group(gid), status=status)
+    s = store.summary()
+    assert (s["groups_total"], s["groups_ok"], s["groups_failed"]) == (4, 2, 1)

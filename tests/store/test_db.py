@@ -88,3 +88,21 @@ def test_cli_db_upgrade_and_current(tmp_path: Path) -> None:
     assert "is at head" in result.output
     result = runner.invoke(app, ["db", "current", "--url", url])
     assert result.exit_code == 0 and f"revision {head_revision()}" in result.output
+
+
+def test_migrations_downgrade_and_upgrade_again(tmp_path: Path) -> None:
+    from alembic import command
+
+    from infersweep.store.migrate import alembic_config, upgrade
+
+    url = f"sqlite:///{tmp_path / 'roundtrip.sqlite'}"
+    upgrade(url)
+    engine = get_engine(url)
+    cfg = alembic_config(url)
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "base")
+    assert current_revision(engine) is None and "runs" not in inspect(engine).get_table_names()
+    upgrade(url)
+    assert current_revision(engine) == head_revision()
+    assert VIEWS <= set(inspect(engine).get_view_names())

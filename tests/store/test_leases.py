@@ -105,3 +105,25 @@ def test_racing_threads_never_double_book_a_node(engine, nodes) -> None:
         for (_, end), (start, _) in itertools.pairwise(spans):
             assert end is not None and end <= start, f"node {node} was double-booked"
     assert [x for x in active_leases(engine, runner)] == []
+
+
+def test_drained_node_gets_no_new_lease_and_stays_drained(engine, nodes, db_url) -> None:
+    from typer.testing import CliRunner
+
+    from infersweep.cli import app
+    from infersweep.store.leases import register_nodes, set_node_enabled
+
+    runner = nodes[0].runner
+    register_nodes(engine, nodes)
+    out = CliRunner().invoke(app, ["db", "drain", nodes[0].name, "--url", db_url])
+    assert out.exit_code == 0, out.output
+    # A spec change re-registers the node but does not silently undrain it.
+    register_nodes(engine, [nodes[0].model_copy(update={"gpus": 4}), nodes[1]])
+    a = acquire_lease(engine, runner=runner, holder=_holder(1), ttl_s=60, nodes=nodes)
+    assert a is not None and a.node == nodes[1].name
+    assert acquire_lease(engine, runner=runner, holder=_holder(2), ttl_s=60, nodes=nodes) is None
+    listing = CliRunner().invoke(app, ["db", "leases", "--url", db_url])
+    assert "DRAINED" in listing.output and str(_holder(1)) in listing.output
+    assert set_node_enabled(engine, nodes[0].name, True)
+    b = acquire_lease(engine, runner=runner, holder=_holder(2), ttl_s=60, nodes=nodes)
+    assert b is not None and b.node == nodes[0].name

@@ -7,10 +7,12 @@ backends pick a free port, since several "nodes" of a simulated fleet share one 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import logging
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -42,7 +44,7 @@ def _nodes(work: dict[str, Any]) -> list[Node]:
     return [Node.model_validate(n) for n in work["nodes"]]
 
 
-def _engine(work: dict[str, Any], settings: AirflowSettings) -> Engine:
+def _engine(work: dict[str, Any], settings: AirflowSettings, run_id: str | None = None) -> Engine:
     name = work["engine"]
     log_dir = settings.work_dir / "server-logs"
     if name == "sim":
@@ -55,7 +57,7 @@ def _engine(work: dict[str, Any], settings: AirflowSettings) -> Engine:
                           extra_args=extra, log_dir=log_dir)
     if name == "vllm-process":
         return get_engine(name, log_dir=log_dir)
-    return get_engine(name)
+    return get_engine(name, run_id=run_id, hf_token_conn_id=settings.hf_conn_id, log_dir=log_dir)
 
 
 def _answer_key(work: dict[str, Any], settings: AirflowSettings) -> Path | None:
@@ -154,7 +156,7 @@ def serve(work: dict[str, Any], rc: RunContext) -> dict[str, Any]:
 def _start(work: dict[str, Any], node: Node, settings: AirflowSettings, store: ResultStore, rc: RunContext,
            lease: NodeLease) -> ServerHandle:
     group = _group(work)
-    engine = _engine(work, settings)
+    engine = _engine(work, settings, rc.run_id)
     recipe = Recipe.model_validate(work["recipe"])
     if work["engine"] in ("sim", "vllm-process"):
         recipe = recipe.with_port(free_port())
@@ -197,6 +199,44 @@ def _bench_config(served: dict[str, Any], conc: int, *, warmup_only: bool = Fals
         metadata={"config_key": group.config_key, "serve_group": group.id, "image": served["image"],
                   "recipe_fingerprint": served["fingerprint"], "engine": served["engine"]},
     )
+
+
+@contextlib.contextmanager
+def _telemetry(served: dict[str, Any], store: ResultStore, try_number: int) -> Iterator[Any]:
+    """GPU power/clock/utilisation sampled once a second while the benchmark runs (modelled on the sim).
+
+    The series is stored with the group (as its `gpu-telemetry` log, JSON lines), failures included.
+    """
+    from infersweep.engines.telemetry import TelemetrySampler, source_for
+
+    sampler = TelemetrySampler(source_for(_handle(served)), interval_s=1.0)
+    sampler.start()
+    try:
+        yield sampler
+    finally:
+        series = sampler.stop()
+        store.record_server_log(group_id=served["group"]["id"], source="gpu-telemetry", try_number=try_number,
+                                node=served["node"]["name"],
+                                text="\n".join(json.dumps(s.to_json()) for s in series))
+
+
+def _energy(served: dict[str, Any], sampler: Any, result: dict[str, Any]) -> dict[str, Any]:
+    """Energy per output token and average power over the measured window; nulls with a reason if unreadable."""
+    from infersweep.engines.telemetry import energy_window
+
+    t1 = time.time()
+    window = energy_window(sampler.samples, t1 - float(result.get("duration") or 0.0), t1,
+                           int(result.get("total_output_tokens") or 0))
+    out = dataclasses.asdict(window)
+    scale = float(served.get("sim", {}).get("time_scale", 1.0)) if served["engine"] == "sim" else 1.0
+    if scale != 1.0:
+        # The sim's modelled watts are real; its seconds are compressed: energy and J/token stretch with time.
+        for key in ("energy_j", "joules_per_token"):
+            if out[key] is not None:
+                out[key] *= scale
+        if out["tokens_per_s_per_mw"] is not None:
+            out["tokens_per_s_per_mw"] /= scale
+    return out
 
 
 #: Per-request lists kept only in the raw client JSON, not in the metrics JSON.
@@ -243,7 +283,7 @@ def benchmark(served: dict[str, Any], rc: RunContext) -> dict[str, Any]:
     store = open_store(rc, settings)
     group = _group(served)
     lease = _lease(served)
-    with recorded_attempt(store, rc, group_id=group.id, node=lease.node):
+    with recorded_attempt(store, rc, group_id=group.id, node=lease.node), _telemetry(served, store, rc.try_number) as sampler:
         done = store.finished_points(group.id)
         failed: list[str] = []
         for conc in sorted(served["concs"]):
@@ -258,6 +298,7 @@ def benchmark(served: dict[str, Any], rc: RunContext) -> dict[str, Any]:
                         "config_key": group.config_key, "gpus": group.gpus}
             try:
                 result = run_benchmark(_bench_config(served, conc))
+                result.setdefault("infersweep", {})["energy"] = _energy(served, sampler, result)
             except Exception as exc:
                 store.record_benchmark(group_id=group.id, isl=group.isl, osl=group.osl, conc=conc, error=exc,
                                        **identity)
@@ -298,16 +339,15 @@ def evaluate(served: dict[str, Any], rc: RunContext) -> dict[str, Any]:
                 context_len=group.max_model_len, model_prefix=group.model_prefix,
                 out=settings.work_dir / "evals" / rc.run_id / f"{group.id}_conc{conc}.jsonl",
             )
+            # The sweep file's floor for this model-prefix (InferenceX rule: both filters must reach it).
             threshold = float(ev.get("threshold") or result.threshold)
             passed = result.flexible_extract >= threshold and result.strict_match >= threshold
+            record = {**result.store_record(), "isl": group.isl, "osl": group.osl, "threshold": threshold,
+                      "passed": passed}
             store.record_eval(
                 group_id=group.id, task=result.task, conc=conc, engine=served["engine"],
                 image_digest=served["handle"].get("image_digest"), recipe_fingerprint=served["fingerprint"],
-                result={"isl": group.isl, "osl": group.osl, "n": result.n, "strict": result.strict_match,
-                        "flexible": result.flexible_extract, "strict_stderr": result.stderr_strict_match,
-                        "flexible_stderr": result.stderr_flexible_extract, "threshold": threshold,
-                        "passed": passed, "raw": result.summary()},
-                samples=[s.model_dump(mode="json") for s in result.samples],
+                result=record, samples=result.store_samples(),
             )
             out[str(conc)] = {"strict": result.strict_match, "flexible": result.flexible_extract, "n": result.n}
             if not passed:
@@ -325,7 +365,7 @@ def teardown(served: dict[str, Any], rc: RunContext) -> dict[str, Any]:
     group = _group(served)
     lease = _lease(served)
     with recorded_attempt(store, rc, group_id=group.id, node=lease.node):
-        text = _engine(served, settings).stop(_handle(served))
+        text = _engine(served, settings, rc.run_id).stop(_handle(served))
         store.record_server_log(group_id=group.id, text=text, try_number=rc.try_number, node=lease.node)
         released = release(store.engine, lease)
         store.record_group({"id": group.id}, status="done", finished_at=datetime.now(UTC))

@@ -12,11 +12,20 @@ from typing import Any
 from airflow.sdk import Param
 
 ENGINES = ("sim", "vllm-docker", "vllm-process")
+#: Airflow validates every Param of every scheduled DAG at parse time. Against draft-07 the metaschema check
+#: costs ~0.25 ms instead of ~1.3 ms for the default 2020-12 (vocabularies and dynamic refs), which is
+#: the difference between fitting the 2 s fleet parse budget and not. Every keyword used here is draft-07.
+_DRAFT = "http://json-schema.org/draft-07/schema#"
+
+
+def _param(default: Any, **schema: Any) -> Param:
+    schema["$schema"] = _DRAFT
+    return Param(default, **schema)
 
 
 def _int_array(values: Iterable[int], description: str) -> Param:
     allowed = sorted(set(values))
-    return Param(
+    return _param(
         [],
         type="array",
         items={"type": "integer", "enum": allowed} if allowed else {"type": "integer", "minimum": 1},
@@ -39,38 +48,39 @@ def build_params(
         raise ValueError(f"engine {default_engine!r} is not one of {ENGINES}")
     seq = sorted(set(seq_lens))
     return {
-        "seq_lens": Param(
-            [], type="array", items={"type": "string", "enum": seq}, uniqueItems=True,
+        "seq_lens": _param(
+            [], type="array", items={"type": "string", "enum": seq} if seq else {"type": "string"},
+            uniqueItems=True,
             description=f"Sequence-length scenarios to run. Empty = all. Allowed: {seq}",
         ),
         "tp": _int_array(tps, "Only serve groups with these tensor-parallel sizes."),
         "ep": _int_array(eps, "Only serve groups with these expert-parallel sizes."),
-        "dp_attn": Param(
+        "dp_attn": _param(
             "any", type="string", enum=["any", "true", "false"],
             description="Only DEP groups (true), only non-DEP groups (false), or both (any).",
         ),
         "concs": _int_array(concs, "Concurrency subset to benchmark."),
-        "image": Param(
+        "image": _param(
             None, type=["null", "string"], pattern=r"^[^\s:]+(:[^\s:/]+|@sha256:[0-9a-f]{64})$",
             description="Override the serving image (repo:tag or repo@sha256:digest). Empty = from config "
             "or the image-tag pattern for this logical date.",
         ),
-        "model": Param(
+        "model": _param(
             None, type=["null", "string"], minLength=1,
             description="Override the model (HF repo id or a local path), e.g. for ENGINE=vllm-process demos.",
         ),
-        "engine": Param(default_engine, type="string", enum=list(ENGINES), description="Serving backend."),
-        "force": Param(False, type="boolean", description="Re-measure points that already have a result."),
-        "reuse_run_id": Param(
+        "engine": _param(default_engine, type="string", enum=list(ENGINES), description="Serving backend."),
+        "force": _param(False, type="boolean", description="Re-measure points that already have a result."),
+        "reuse_run_id": _param(
             None, type=["null", "string"], minLength=1,
             description="Copy another run's results into this run (with provenance) instead of measuring.",
         ),
-        "eval": Param(eval_enabled, type="boolean", description="Run gsm8k at the planner's eval concurrencies."),
-        "eval_limit": Param(
+        "eval": _param(eval_enabled, type="boolean", description="Run gsm8k at the planner's eval concurrencies."),
+        "eval_limit": _param(
             None, type=["null", "integer"], minimum=1, description="Limit gsm8k to the first N test questions.",
         ),
-        "dry_run": Param(False, type="boolean", description="Plan only: log the group table and start nothing."),
-        "sim_time_scale": Param(
+        "dry_run": _param(False, type="boolean", description="Plan only: log the group table and start nothing."),
+        "sim_time_scale": _param(
             None, type=["null", "number"], exclusiveMinimum=0,
             description="Simulated engine only: run this many times faster than real time.",
         ),

@@ -33,12 +33,14 @@ def _wanted(group: ServeGroup, params: dict[str, Any]) -> bool:
 
 
 def resolve_image(sweep: Sweep, config_key: str, rc: RunContext) -> str:
-    """Param override, else (scheduled/backfill runs) the sweep's image for the logical date, else the config's."""
+    """The `image` param, else the sweep's image for the run's logical date (image-history, then the
+    image-tag pattern), else the config entry's image. Runs without a logical date (REST `logical_date: null`)
+    use the config's image."""
     override = rc.params.get("image")
     if override:
         return str(override)
     day = rc.logical_day
-    if day is not None and rc.trigger_kind in ("scheduled", "backfill"):
+    if day is not None:
         dated = sweep.image_for(date(day.year, day.month, day.day), config_key)
         if dated:
             return dated

@@ -17,10 +17,6 @@ from infersweep.faults import classify
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-#: Kind the classifier returns when no pattern matched.
-UNKNOWN_KIND = "unknown"
-
-
 class FailureClassRetryPolicy(RetryPolicy):
     """Map `infersweep.faults.classify(exc)` onto an Airflow retry decision."""
 
@@ -41,8 +37,9 @@ class FailureClassRetryPolicy(RetryPolicy):
         reason = f"{fc.kind}: {fc.hint}" if fc.hint else fc.kind
         if not fc.transient:
             return RetryDecision.fail(reason=f"permanent failure ({reason})")
-        if fc.kind == UNKNOWN_KIND and try_number >= 2:
-            return RetryDecision.fail(reason=f"unknown failure, already retried once ({reason})")
+        if fc.max_retries is not None and try_number - 1 >= fc.max_retries:
+            # e.g. unknown failures: retried once, then they fail rather than burn GPU hours.
+            return RetryDecision.fail(reason=f"{fc.kind}: already retried {fc.max_retries}x ({reason})")
         delay = min(self.max_delay_s, self.base_delay_s * 2 ** max(0, try_number - 1))
         return RetryDecision.retry(delay=timedelta(seconds=delay), reason=f"transient failure ({reason})")
 

@@ -62,7 +62,7 @@ def report_and_gate(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
     settings = AirflowSettings.from_env()
     outcomes = [report_and_gate_run(r["dag_id"], r["run_id"], out_dir=settings.work_dir / "reports") for r in runs]
-    regressed = [o for o in outcomes if (o.get("gate") or {}).get("exit_code")]
+    regressed = [o for o in outcomes if o.get("regressed")]
     for o in outcomes:
         log.info("%s/%s: report %s, baseline %s", o["dag_id"], o["run_id"], o["report"], o.get("baseline"))
     if regressed:

@@ -73,7 +73,9 @@ def register(app: typer.Typer) -> None:
     def bench(
         base_url: str = typer.Option(..., "--base-url", help="Server root, e.g. http://127.0.0.1:8000"),
         model: str = typer.Option(..., "--model", help="Served model name"),
-        tokenizer: str = typer.Option(..., "--tokenizer", help="Tokenizer directory (tokenizer.json) or hub id"),
+        tokenizer: str = typer.Option(
+            ..., "--tokenizer", help="Tokenizer directory (tokenizer.json) or hub id"
+        ),
         isl: int = typer.Option(..., "--isl", min=1, help="Input length in tokens"),
         osl: int = typer.Option(..., "--osl", min=1, help="Output length in tokens"),
         conc: list[str] = typer.Option(..., "--conc", help="Max concurrency; repeat or give a list (4,8,16)"),
@@ -83,23 +85,30 @@ def register(app: typer.Typer) -> None:
         num_prompts: int | None = typer.Option(None, "--num-prompts", min=1, help="Measured requests (10·C)"),
         num_warmups: int | None = typer.Option(None, "--num-warmups", min=0, help="Warm-ups (2·C, distinct)"),
         random_range_ratio: float = typer.Option(
-            1.0, "--random-range-ratio", help="InferenceX semantics: lengths in [r·L, L]; 1 = exact (vLLM's differs)"
+            1.0,
+            "--random-range-ratio",
+            help="InferenceX semantics: lengths in [r·L, L]; 1 = exact (vLLM's differs)",
         ),
         chat: bool = typer.Option(False, "--chat", help="Use /v1/chat/completions with the chat template"),
-        request_rate: float = typer.Option(float("inf"), "--request-rate", help="Requests/s (inf = closed loop)"),
+        request_rate: float = typer.Option(
+            float("inf"), "--request-rate", help="Requests/s (inf = closed loop)"
+        ),
         burstiness: float = typer.Option(1.0, "--burstiness", help="Gamma shape for rate mode; 1 = Poisson"),
         gpus: int = typer.Option(1, "--gpus", min=1, help="GPUs behind the server (per-GPU throughput)"),
         seed: int = typer.Option(0, "--seed"),
         slo_ttft_ms: float | None = typer.Option(None, "--slo-ttft-ms", help="Goodput SLO on TTFT"),
         slo_tpot_ms: float | None = typer.Option(None, "--slo-tpot-ms", help="Goodput SLO on TPOT"),
         slo_e2el_ms: float | None = typer.Option(None, "--slo-e2el-ms", help="Goodput SLO on E2EL"),
-        workers: str = typer.Option("auto", "--workers", help="Client processes (auto: >1 above 512 streams)"),
+        workers: str = typer.Option(
+            "auto", "--workers", help="Client processes (auto: >1 above 512 streams)"
+        ),
         max_failed_fraction: float = typer.Option(0.05, "--max-failed-fraction"),
         allow_length_mismatch: bool = typer.Option(
             False, "--allow-length-mismatch", help="Report ISL/OSL violations without failing the point"
         ),
         no_ignore_eos: bool = typer.Option(False, "--no-ignore-eos", help="Do not send ignore_eos"),
-        request_timeout_s: float = typer.Option(6 * 3600.0, "--request-timeout-s"),
+        request_timeout_s: float = typer.Option(6 * 3600.0, "--request-timeout-s", help="Per-request total"),
+        stall_timeout_s: float = typer.Option(900.0, "--stall-timeout-s", help="Max silence within a stream"),
         save_detailed: bool = typer.Option(False, "--save-detailed", help="Also write per-request itls"),
         save_texts: bool = typer.Option(False, "--save-texts", help="Also write generated_texts"),
         metadata: list[str] = typer.Option([], "--metadata", help="key=value copied into the result"),
@@ -127,7 +136,7 @@ def register(app: typer.Typer) -> None:
                     slo_ttft_ms=slo_ttft_ms, slo_tpot_ms=slo_tpot_ms, slo_e2el_ms=slo_e2el_ms,
                     workers=workers if workers == "auto" else int(workers),
                     max_failed_fraction=max_failed_fraction, fail_on_length_violation=not allow_length_mismatch,
-                    ignore_eos=not no_ignore_eos, request_timeout_s=request_timeout_s,
+                    ignore_eos=not no_ignore_eos, request_timeout_s=request_timeout_s, stall_timeout_s=stall_timeout_s,
                     save_detailed=save_detailed, save_texts=save_texts, metadata=meta,
                 )  # fmt: skip
                 result = run_benchmark(cfg)

@@ -20,7 +20,7 @@ class BenchConfig(BaseModel):
     (lengths uniform in ``[r·L, L]``; 1.0 means exact lengths), not vLLM's ``[L(1−r), L(1+r)]``.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, ser_json_inf_nan="strings")
 
     base_url: str = Field(description="Server root, e.g. http://127.0.0.1:8000 (no /v1 suffix needed).")
     model: str = Field(description="Model name sent in the request body (served model name).")
@@ -40,20 +40,30 @@ class BenchConfig(BaseModel):
     ignore_eos: bool = True
     request_timeout_s: float = Field(default=6 * 3600.0, gt=0.0, description="Per-request total timeout.")
     connect_timeout_s: float = Field(default=30.0, gt=0.0)
+    stall_timeout_s: float | None = Field(
+        default=900.0, gt=0.0, description="Fail a request whose stream is silent this long; None: off."
+    )
     seed: int = 0
     slo_ttft_ms: float | None = Field(default=None, gt=0.0)
     slo_tpot_ms: float | None = Field(default=None, gt=0.0)
     slo_e2el_ms: float | None = Field(default=None, gt=0.0)
-    max_failed_fraction: float = Field(default=0.05, ge=0.0, le=1.0, description="Above this the point fails.")
+    max_failed_fraction: float = Field(
+        default=0.05, ge=0.0, le=1.0, description="Above this the point fails."
+    )
     fail_on_length_violation: bool = Field(default=True, description="Any ISL/OSL mismatch fails the point.")
     workers: int | Literal["auto"] = Field(
-        default="auto", description=f"Client processes; auto → 1, or several above {AUTO_MULTIPROCESS_ABOVE} streams."
+        default="auto",
+        description=f"Client processes; auto → 1, or several above {AUTO_MULTIPROCESS_ABOVE} streams.",
     )
     save_texts: bool = Field(default=False, description="Keep generated texts (costs CPU on the hot path).")
-    save_detailed: bool = Field(default=True, description="Keep per-request lists (ttfts, itls, input_lens…).")
+    save_detailed: bool = Field(
+        default=True, description="Keep per-request lists (ttfts, itls, input_lens…)."
+    )
     api_key_env: str = Field(default="OPENAI_API_KEY", description="Env var holding a bearer token, if any.")
     extra_body: dict[str, Any] = Field(default_factory=dict, description="Merged into every request body.")
-    metadata: dict[str, Any] = Field(default_factory=dict, description="Copied to the result (like --metadata).")
+    metadata: dict[str, Any] = Field(
+        default_factory=dict, description="Copied to the result (like --metadata)."
+    )
 
     @field_validator("base_url")
     @classmethod
@@ -68,6 +78,16 @@ class BenchConfig(BaseModel):
     def _positive_workers(cls, v: int | str) -> int | str:
         if isinstance(v, int) and v < 1:
             raise ValueError("workers must be ≥ 1 or 'auto'")
+        return v
+
+    @field_validator("metadata")
+    @classmethod
+    def _metadata_safe_for_process_result(cls, v: dict[str, Any]) -> dict[str, Any]:
+        # metadata lands at the result's top level, where InferenceX's process_result.py float()s every key
+        # ending in "ms" and divides by every key containing "tpot"
+        bad = [k for k in v if k.endswith("ms") or "tpot" in k or k == "infersweep"]
+        if bad:
+            raise ValueError(f"metadata keys {bad} would break InferenceX's process_result.py; rename them")
         return v
 
     @model_validator(mode="after")

@@ -59,7 +59,9 @@ def _stable_ids(tok: LoadedTokenizer, allowed: np.ndarray, rng: np.random.Genera
         if text and "\ufffd" not in text and tok.encode(text) == [tid]:
             stable.append(tid)
     if len(stable) < 16:
-        raise TokenizerError(f"{tok.source}: too few re-encodable tokens ({len(stable)}) to build chat prompts")
+        raise TokenizerError(
+            f"{tok.source}: too few re-encodable tokens ({len(stable)}) to build chat prompts"
+        )
     return np.asarray(stable, dtype=np.int64)
 
 

@@ -4,10 +4,12 @@ open-loop rate mode (gamma inter-arrivals, Poisson at burstiness 1, capped by C 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from typing import Any
 
 import aiohttp
 import numpy as np
@@ -42,6 +44,45 @@ def request_headers(cfg: BenchConfig) -> dict[str, str]:
     return headers
 
 
+class StallWatchdog:
+    """Cancels requests whose stream has been silent (no token event) for ``stall_s``.
+
+    One periodic scan over the in-flight requests instead of aiohttp's ``sock_read`` timeout, which
+    re-arms a loop timer on every socket read and cost ~2 µs per event in bench/client_capacity.py."""
+
+    def __init__(self, recs: Sequence[RequestRecord], stall_s: float) -> None:
+        self.recs = recs
+        self.stall_s = stall_s
+        self.inflight: dict[int, asyncio.Future[None]] = {}
+        self.stalled: set[int] = set()
+
+    async def run(self) -> None:
+        """Scan every quarter of the stall time (at most every 5 s) until cancelled."""
+        period = min(5.0, self.stall_s / 4)
+        while True:
+            await asyncio.sleep(period)
+            now = time.perf_counter()
+            for i, fut in list(self.inflight.items()):
+                r = self.recs[i]
+                last = r.read_times[-1] if r.read_times else r.t_sent
+                if r.t_sent and now - last > self.stall_s:
+                    self.stalled.add(i)
+                    fut.cancel()
+
+    async def guard(self, i: int, coro: Coroutine[Any, Any, None]) -> None:
+        """Run one request under the watchdog; a stall fails that request only."""
+        fut = asyncio.ensure_future(coro)
+        self.inflight[i] = fut
+        try:
+            await fut
+        except asyncio.CancelledError:
+            if i not in self.stalled or not fut.cancelled():
+                raise  # the run itself is being cancelled
+            self.recs[i].error = f"stalled: no token event for {self.stall_s:g} s (--stall-timeout-s)"
+        finally:
+            self.inflight.pop(i, None)
+
+
 async def drive(
     session: aiohttp.ClientSession,
     cfg: BenchConfig,
@@ -55,23 +96,45 @@ async def drive(
     headers = request_headers(cfg)
     recs = [RequestRecord(s.index, s.prompt_len, s.output_len) for s in specs]
 
+    dog = StallWatchdog(recs, cfg.stall_timeout_s) if cfg.stall_timeout_s else None
+    dog_task = asyncio.create_task(dog.run()) if dog else None
+
     async def send(i: int) -> None:
         # x-request-id lets server logs (and the timing-truth mock) be joined with our records
         hdrs = {**headers, "X-Request-Id": f"infersweep-{specs[i].index}"}
-        await stream_request(session, url, hdrs, specs[i], recs[i], chat=cfg.chat, save_text=cfg.save_texts)
+        req = stream_request(session, url, hdrs, specs[i], recs[i], chat=cfg.chat, save_text=cfg.save_texts)
+        await (dog.guard(i, req) if dog else req)
 
+    try:
+        await _dispatch(send, recs, conc, t_start, arrivals)
+    finally:
+        if dog_task is not None:
+            dog_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await dog_task
+    return recs
+
+
+async def _dispatch(
+    send: Callable[[int], Awaitable[None]],
+    recs: list[RequestRecord],
+    conc: int,
+    t_start: float,
+    arrivals: Sequence[float] | None,
+) -> None:
+    """Call ``send(i)`` for every record: closed loop (C lanes) or at the precomputed arrival offsets."""
     if arrivals is None:
         # Closed loop: every request is eligible at t_start (vLLM creates all tasks up front), and C lanes
         # pull the next one as soon as theirs finishes - the same schedule as a FIFO semaphore.
-        pending = iter(range(len(specs)))
+        pending = iter(range(len(recs)))
 
         async def lane() -> None:
             for i in pending:
                 recs[i].t_sched = t_start
                 await send(i)
 
-        await asyncio.gather(*(lane() for _ in range(min(conc, len(specs)))))
-        return recs
+        await asyncio.gather(*(lane() for _ in range(min(conc, len(recs)))))
+        return
 
     sem = asyncio.Semaphore(conc)
 
@@ -87,4 +150,3 @@ async def drive(
         recs[i].t_sched = t_start + off
         tasks.append(asyncio.create_task(gated(i)))
     await asyncio.gather(*tasks)
-    return recs

@@ -30,7 +30,9 @@ def percentile_key(p: float) -> str:
     return f"p{int(p)}" if float(p).is_integer() else f"p{p}"
 
 
-def stats_ms(values_s: Sequence[float], name: str, percentiles: Sequence[float] = PERCENTILES) -> dict[str, float]:
+def stats_ms(
+    values_s: Sequence[float], name: str, percentiles: Sequence[float] = PERCENTILES
+) -> dict[str, float]:
     """``mean_/median_/std_/pXX_<name>_ms`` of seconds-valued ``values_s``, as vLLM writes them."""
     arr = np.asarray(values_s, dtype=float) if len(values_s) else np.asarray([0.0])
     out = {
@@ -66,7 +68,9 @@ def latency_series(records: Sequence[RequestRecord]) -> dict[str, list[float]]:
     }
 
 
-def goodput(records: Sequence[RequestRecord], slos_ms: dict[str, float], duration_s: float) -> dict[str, object]:
+def goodput(
+    records: Sequence[RequestRecord], slos_ms: dict[str, float], duration_s: float
+) -> dict[str, object]:
     """Good requests/s against the SLOs (vLLM's ``request_goodput``) plus attainment per metric."""
     done = [r for r in records if r.success]
     per_metric = {

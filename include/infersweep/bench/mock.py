@@ -57,6 +57,11 @@ class _Conn(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        self.task: asyncio.Task[None] | None = None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.task is not None:  # the client went away: stop streaming to it
+            self.task.cancel()
 
     def data_received(self, data: bytes) -> None:
         self.buf += data
@@ -80,7 +85,9 @@ class _Conn(asyncio.Protocol):
         self.buf = self.buf[end + 4 + length :]
         method, path, _ = head[0].split(" ", 2)
         self.busy = True
-        asyncio.get_running_loop().create_task(self._handle(method, path, headers, body, time.perf_counter()))
+        self.task = asyncio.get_running_loop().create_task(
+            self._handle(method, path, headers, body, time.perf_counter())
+        )
 
     def _reply(self, status: str, body: bytes, ctype: str = "application/json") -> None:
         assert self.transport is not None
@@ -89,7 +96,9 @@ class _Conn(asyncio.Protocol):
             % (status.encode(), ctype.encode(), len(body), body)
         )
 
-    async def _handle(self, method: str, path: str, headers: dict[str, str], body: bytes, t_recv: float) -> None:
+    async def _handle(
+        self, method: str, path: str, headers: dict[str, str], body: bytes, t_recv: float
+    ) -> None:
         try:
             if path.startswith("/v1/completions") or path.startswith("/v1/chat/completions"):
                 await self._generate(path.startswith("/v1/chat"), headers, body, t_recv)
@@ -167,8 +176,8 @@ class _Conn(asyncio.Protocol):
             w(first_extra + tok * (n_events - 1) + last + tail)
             sends = [t] * n_events
         else:
+            sends.append(perf())  # stamped before the write: the truth can never trail the client's read
             w(first_extra + (tok if n_events > 1 else last))
-            sends.append(perf())
             for i in range(1, n_events):
                 await asyncio.sleep(s.itl_s)
                 sends.append(perf())

@@ -2,8 +2,9 @@
 
 Each worker owns a uvloop loop and a keep-alive pool and gets every N-th request and a 1/N share of C
 (the shares sum to C, so in-flight never exceeds C). Workers warm up, report ready, and block on one
-shared start event; the parent stamps ``t_start`` just before releasing them. ``time.perf_counter`` is
-CLOCK_MONOTONIC on Linux, one clock for every process on the host, so records merge without conversion.
+shared start event; each stamps its own start on release and the run starts at the earliest.
+``time.perf_counter`` is CLOCK_MONOTONIC on Linux, one clock for every process on the host, so records
+merge without conversion.
 """
 
 from __future__ import annotations
@@ -30,26 +31,26 @@ def shares(conc: int, n: int) -> list[int]:
 
 def _worker(
     w: int,
-    cfg_json: str,
+    cfg_dict: dict[str, Any],
     warm: list[RequestSpec],
     specs: list[RequestSpec],
     conc: int,
     arrivals: list[float] | None,
     ready_q: Any,
     start_evt: Any,
-    t_start_val: Any,
     out_q: Any,
 ) -> None:
     import asyncio
 
     import uvloop
 
-    cfg = BenchConfig.model_validate_json(cfg_json)
+    cfg = BenchConfig.model_validate(cfg_dict)
 
     async def gate() -> float:
         ready_q.put(w)
         await asyncio.get_running_loop().run_in_executor(None, start_evt.wait)
-        return float(t_start_val.value)
+        # this worker's own start; the run starts at the earliest one (wake-up latency is not load time)
+        return time.perf_counter()
 
     try:
         out = uvloop.run(run_shard(cfg, warm, specs, conc, arrivals, gate))
@@ -59,6 +60,7 @@ def _worker(
                 [r.to_tuple() for r in out.records],
                 out.health[0].to_tuple(),
                 out.t_end,
+                out.t_start,
                 out.warmup_failed,
                 out.warmup_errors,
                 None,
@@ -66,7 +68,7 @@ def _worker(
         )
     except BaseException as exc:
         ready_q.put(w)  # never leave the parent waiting for a dead worker
-        out_q.put((w, [], ([], 0.0, 0.0, 0), 0.0, 0, [], f"{type(exc).__name__}: {exc}"))
+        out_q.put((w, [], ([], 0.0, 0.0, 0), 0.0, 0.0, 0, [], f"{type(exc).__name__}: {exc}"))
 
 
 def run_multiprocess(
@@ -80,22 +82,20 @@ def run_multiprocess(
     ctx = mp.get_context("spawn")
     ready_q, out_q = ctx.Queue(), ctx.Queue()
     start_evt = ctx.Event()
-    t_start_val = ctx.Value("d", 0.0)
-    cfg_json = cfg.model_dump_json()
+    cfg_dict = cfg.model_dump()  # python mode: keeps request_rate=inf (JSON would turn it into null)
     procs = []
     for w, c in enumerate(shares(cfg.conc, workers)):
         p = ctx.Process(
             target=_worker,
             args=(
                 w,
-                cfg_json,
+                cfg_dict,
                 list(warm[w::workers]),
                 list(specs[w::workers]),
                 c,
                 list(arrivals[w::workers]) if arrivals is not None else None,
                 ready_q,
                 start_evt,
-                t_start_val,
                 out_q,
             ),
             daemon=True,
@@ -104,7 +104,6 @@ def run_multiprocess(
         procs.append(p)
     try:
         _collect(ready_q, procs, workers, _READY_TIMEOUT_S + cfg.request_timeout_s, "ready")
-        t_start_val.value = time.perf_counter()
         start_evt.set()
         results = _collect(out_q, procs, workers, cfg.request_timeout_s * 2 + 600.0, "results")
     finally:
@@ -113,7 +112,7 @@ def run_multiprocess(
             if p.is_alive():
                 p.kill()
                 p.join(timeout=5)
-    errors = [r[6] for r in results if r[6]]
+    errors = [r[7] for r in results if r[7]]
     if errors:
         raise RuntimeError(f"bench worker process failed: {errors[0]}")
     records: list[RequestRecord] = []
@@ -125,10 +124,10 @@ def run_multiprocess(
     return RunOutput(
         records=records,
         health=health,
-        t_start=float(t_start_val.value),
+        t_start=min(r[4] for r in results),
         t_end=max(r[3] for r in results),
-        warmup_failed=sum(r[4] for r in results),
-        warmup_errors=[e for r in results for e in r[5]][:5],
+        warmup_failed=sum(r[5] for r in results),
+        warmup_errors=[e for r in results for e in r[6]][:5],
     )
 
 

@@ -25,6 +25,9 @@ class RequestRecord:
     usage_completion_tokens: int | None = None
     error: str | None = None
     text: str = ""
+    # when the request bytes were handed to the socket (aiohttp's chunk-sent hook fires right before the
+    # write); t_written − t_sent is the client's own request-path time, which vLLM's TTFT includes too
+    t_written: float = 0.0
 
     @property
     def success(self) -> bool:
@@ -79,6 +82,7 @@ class RequestRecord:
         return (
             self.index, self.prompt_len, self.output_len, self.t_sched, self.t_sent, self.read_times,
             self.read_events, self.usage_prompt_tokens, self.usage_completion_tokens, self.error, self.text,
+            self.t_written,
         )  # fmt: skip
 
     @classmethod

@@ -11,13 +11,15 @@ import math
 import time
 from typing import Any
 
+import orjson
+
 from infersweep.bench.config import BenchConfig
 from infersweep.bench.dataset import vllm_equivalent_range
 from infersweep.bench.health import summarize_health
 from infersweep.bench.metrics import goodput, headline, interactivity, latency_series, request_tpot, stats_ms
 from infersweep.bench.records import RequestRecord
 from infersweep.bench.runner import RunOutput
-from infersweep.bench.window import steady_state, timeline
+from infersweep.bench.window import peak_inflight, steady_state, timeline
 
 #: Bumped when the meaning of a key changes.
 RESULT_SCHEMA = 1
@@ -94,6 +96,11 @@ def build_result(
     health = summarize_health(run.health)
     tpots = [t for t in (request_tpot(r) for r in recs) if t is not None]
     tpot_stats = {k: v for k, v in stats.items() if "_tpot_" in k}
+    # The client's own request path (t_sent → bytes written) is inside vLLM-defined TTFT/E2EL; report it,
+    # and TTFT measured from the write, so its share is visible (bench/client_timing_truth.py).
+    written = [r for r in recs if r.success and r.t_written]
+    send_path = stats_ms([r.t_written - r.t_sent for r in written], "request_path")
+    ttft_write = stats_ms([r.read_times[0] - r.t_written for r in written], "ttft_from_write")
     steady = steady_state(recs, cfg.conc)
     if steady.get("available"):
         steady["start_offset_s"] = float(steady["start_offset_s"]) - run.t_start  # type: ignore[arg-type]
@@ -128,7 +135,7 @@ def build_result(
         "output_throughput": head["output_throughput"],
         "total_token_throughput": head["total_token_throughput"],
         "max_output_tokens_per_s": max((b["output_tokens_per_s"] for b in tl), default=0.0),
-        "max_concurrent_requests": _peak_inflight(recs),
+        "max_concurrent_requests": peak_inflight(recs),
         "input_lens": [r.input_tokens for r in recs],
         "output_lens": [r.output_tokens if r.success else 0 for r in recs],
         "ttfts": [r.ttft for r in recs],
@@ -147,7 +154,7 @@ def build_result(
         "passed": not reasons,
         "fail_reasons": reasons,
         "client_bound": health["client_bound"],
-        "config": cfg.model_dump(mode="json"),
+        "config": orjson.loads(cfg.model_dump_json()),  # inf → "Infinity", not null
         "endpoint": cfg.endpoint,
         "gpus": cfg.gpus,
         "tput_per_gpu": head["total_token_throughput"] / cfg.gpus,
@@ -168,18 +175,10 @@ def build_result(
         },
         "warmups": {"requests": cfg.n_warmups, "failed": run.warmup_failed, "errors": run.warmup_errors},
         "per_request_tpot_s": [request_tpot(r) for r in recs],
+        "client_request_path": {**send_path, **ttft_write},
         "steady_state": steady,
         "timeline": tl,
         "client_health": health,
         "workers": len(run.health),
     }
     return result
-
-
-def _peak_inflight(recs: list[RequestRecord]) -> int:
-    edges = sorted([(r.t_sent, 1) for r in recs] + [(r.t_end, -1) for r in recs], key=lambda e: (e[0], e[1]))
-    cur = peak = 0
-    for _, d in edges:
-        cur += d
-        peak = max(peak, cur)
-    return peak

@@ -40,7 +40,11 @@ async def run_shard(
     start_gate: Callable[[], Awaitable[float]] | None = None,
 ) -> RunOutput:
     """Warm up with ``warm`` (closed loop, untimed), wait for ``start_gate``, then run ``specs``."""
-    session = make_session(conc, total_timeout_s=cfg.request_timeout_s, connect_timeout_s=cfg.connect_timeout_s)
+    session = make_session(
+        conc,
+        total_timeout_s=cfg.request_timeout_s,
+        connect_timeout_s=cfg.connect_timeout_s,
+    )
     async with session:
         warm_recs = await drive(session, cfg, warm, conc, time.perf_counter()) if warm else []
         t_start = await start_gate() if start_gate else time.perf_counter()

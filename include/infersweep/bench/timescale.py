@@ -48,7 +48,9 @@ def to_simulated_time(result: dict[str, Any], time_scale: float) -> dict[str, An
         if isinstance(result.get(key), list):
             out[key] = [v * time_scale if isinstance(v, int | float) else v for v in result[key]]
     if isinstance(result.get("itls"), list):
-        out["itls"] = [[g * time_scale for g in gaps] if isinstance(gaps, list) else gaps for gaps in result["itls"]]
+        out["itls"] = [
+            [g * time_scale for g in gaps] if isinstance(gaps, list) else gaps for gaps in result["itls"]
+        ]
     meta = out.setdefault("infersweep", {})
     meta["time_scale"] = time_scale
     meta["wall_clock"] = wall

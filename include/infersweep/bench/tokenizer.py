@@ -62,7 +62,9 @@ class LoadedTokenizer:
         env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
         env.globals["raise_exception"] = raise_exception
         tmpl = env.from_string(self.chat_template)
-        specials = {k: _token_str(self.config.get(k)) for k in ("bos_token", "eos_token", "unk_token", "pad_token")}
+        specials = {
+            k: _token_str(self.config.get(k)) for k in ("bos_token", "eos_token", "unk_token", "pad_token")
+        }
         return tmpl.render(messages=messages, add_generation_prompt=add_generation_prompt, **specials)
 
 

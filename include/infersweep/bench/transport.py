@@ -22,12 +22,29 @@ _MAX_ERROR_BODY = 2000
 
 
 def make_session(conc: int, *, total_timeout_s: float, connect_timeout_s: float) -> aiohttp.ClientSession:
-    """One keep-alive pool sized for ``conc`` streams (never a session per request)."""
-    connector = aiohttp.TCPConnector(limit=conc + 8, limit_per_host=0, keepalive_timeout=120, ttl_dns_cache=300)
-    timeout = aiohttp.ClientTimeout(total=total_timeout_s, sock_connect=connect_timeout_s)
-    return aiohttp.ClientSession(
-        connector=connector, timeout=timeout, read_bufsize=READ_BUFSIZE, auto_decompress=False
+    """One keep-alive pool sized for ``conc`` streams (never a session per request).
+
+    No ``sock_read`` timeout: it re-arms a timer on every read; stalls are caught by load.StallWatchdog."""
+    connector = aiohttp.TCPConnector(
+        limit=conc + 8, limit_per_host=0, keepalive_timeout=120, ttl_dns_cache=300
     )
+    timeout = aiohttp.ClientTimeout(total=total_timeout_s, sock_connect=connect_timeout_s)
+    trace = aiohttp.TraceConfig()
+    trace.on_request_chunk_sent.append(_stamp_written)
+    return aiohttp.ClientSession(
+        connector=connector,
+        timeout=timeout,
+        read_bufsize=READ_BUFSIZE,
+        auto_decompress=False,
+        trace_configs=[trace],
+    )
+
+
+async def _stamp_written(_session: Any, ctx: Any, _params: Any) -> None:
+    """aiohttp fires this right before it writes the request body (with the coalesced headers)."""
+    rec = ctx.trace_request_ctx
+    if isinstance(rec, RequestRecord) and not rec.t_written:
+        rec.t_written = time.perf_counter()
 
 
 def _has_output(choice: dict[str, Any]) -> bool:
@@ -36,7 +53,10 @@ def _has_output(choice: dict[str, Any]) -> bool:
     if not delta or "role" not in delta:
         return True
     return bool(
-        delta.get("content") or delta.get("reasoning_content") or delta.get("reasoning") or delta.get("tool_calls")
+        delta.get("content")
+        or delta.get("reasoning_content")
+        or delta.get("reasoning")
+        or delta.get("tool_calls")
     )
 
 
@@ -59,7 +79,7 @@ async def stream_request(
     buf = b""
     rec.t_sent = perf()
     try:
-        async with session.post(url, data=spec.body, headers=headers) as resp:
+        async with session.post(url, data=spec.body, headers=headers, trace_request_ctx=rec) as resp:
             if resp.status != 200:
                 body = (await resp.read())[:_MAX_ERROR_BODY].decode("utf-8", "replace")
                 rec.error = f"HTTP {resp.status} {resp.reason}: {body}"
@@ -84,7 +104,11 @@ async def stream_request(
                     elif part[:5] == b"data:":
                         payload = part[5:]
                     else:
-                        continue  # SSE comment / keep-alive ping / event: line
+                        # SSE comment / keep-alive ping, or an event with "event:"/"id:" lines first
+                        j = part.find(b"\ndata:")
+                        if j < 0:
+                            continue
+                        payload = part[j + 6 :].lstrip()
                     if payload == b"[DONE]":
                         continue
                     obj = loads(payload)
@@ -100,7 +124,9 @@ async def stream_request(
                         rec.usage_prompt_tokens = usage.get("prompt_tokens")
                         rec.usage_completion_tokens = usage.get("completion_tokens")
                     if "error" in obj and not choices:
-                        rec.error = f"server error event: {orjson.dumps(obj['error']).decode()[:_MAX_ERROR_BODY]}"
+                        rec.error = (
+                            f"server error event: {orjson.dumps(obj['error']).decode()[:_MAX_ERROR_BODY]}"
+                        )
                 if n:
                     times.append(now)
                     counts.append(n)

@@ -26,17 +26,21 @@ def _edges(records: Sequence[RequestRecord]) -> list[tuple[float, int]]:
     return ev
 
 
+def peak_inflight(records: Sequence[RequestRecord]) -> int:
+    """Most requests in flight at once (vLLM's ``max_concurrent_requests``, here exact, not per 1-s bucket)."""
+    cur = peak = 0
+    for _, d in _edges(records):
+        cur += d
+        peak = max(peak, cur)
+    return peak
+
+
 def steady_window(records: Sequence[RequestRecord], conc: int | None) -> tuple[float, float] | None:
     """(start, end) absolute times of the steady-state window, or None when the level is never reached."""
     if not records:
         return None
     edges = _edges(records)
-    level_n = 0
-    peak = 0
-    for _, d in edges:
-        level_n += d
-        peak = max(peak, level_n)
-    level = STEADY_FRACTION * (conc if conc else peak)
+    level = STEADY_FRACTION * (conc if conc else peak_inflight(records))
     last_send = max(r.t_sent for r in records)
     start: float | None = None
     inflight = 0
@@ -111,10 +115,11 @@ def timeline(records: Sequence[RequestRecord], start: float, end: float) -> list
         inflight[i0 + 1 : i1] += 1.0
         inflight[i1] += b - i1
     times, weights = _token_times(records)
-    idx = np.clip(((times - start)).astype(int), 0, n - 1) if times.size else np.zeros(0, dtype=int)
+    idx = np.clip((times - start).astype(int), 0, n - 1) if times.size else np.zeros(0, dtype=int)
     toks = np.bincount(idx, weights=weights, minlength=n) if times.size else np.zeros(n)
     ends = np.bincount(
-        np.clip(np.asarray([int(r.t_end - start) for r in records if r.success], dtype=int), 0, n - 1), minlength=n
+        np.clip(np.asarray([int(r.t_end - start) for r in records if r.success], dtype=int), 0, n - 1),
+        minlength=n,
     )
     out = []
     for i in range(n):

@@ -38,5 +38,8 @@ def profiles() -> None:
 
 
 def register(app: typer.Typer) -> None:
-    """Attach this package's commands to the top-level app."""
+    """Attach this package's commands to the top-level app: `sim …` and `engines …` (download, verify, reap)."""
+    from infersweep.engines import ops_cli
+
     app.add_typer(sim_app, name="sim")
+    ops_cli.register(app)

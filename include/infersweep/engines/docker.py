@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from infersweep.config.inventory import Node
+from infersweep.engines import readiness
 from infersweep.engines.base import Engine, EngineError, ServerHandle
 from infersweep.engines.credentials import resolve_hf_token
-from infersweep.engines import readiness
 from infersweep.engines.readiness import tail_lines
 from infersweep.recipes.model import Recipe
 
@@ -167,15 +167,19 @@ def build_container_spec(
     - entrypoint/command = recipe.argv split at the first word, so the image's own ENTRYPOINT (which differs
       between vllm-openai releases) never changes what runs;
     - GPUs: `device_ids` (from a node lease) pin exact devices, otherwise `count = recipe.gpus`;
-    - the node's HF cache is bind-mounted at the same path and `HF_HOME` points at it, so the download step
-      and the server see one cache; serving defaults to `HF_HUB_OFFLINE=1` (the download step verified it);
+    - unless the recipe already mounts a cache (HF_HUB_CACHE/HF_HOME in its env), the node's HF_HOME is
+      bind-mounted at the same path and `HF_HOME` points at it, so the download step and the server see one
+      cache; serving defaults to `HF_HUB_OFFLINE=1` (the download step verified the cache);
     - `host_port=None` publishes on recipe.port; 0 lets Docker choose (read back after start).
     """
     if not recipe.argv:
         raise ValueError("recipe.argv is empty: a Docker recipe needs the server command (e.g. 'vllm serve MODEL')")
     env: dict[str, str] = {}
     mounts: list[dict[str, Any]] = []
-    if node is not None and node.hf_home:
+    # A recipe that already places the cache (the vLLM builder mounts the hub cache at /mnt/hf_hub_cache and
+    # sets HF_HUB_CACHE) wins; otherwise the node's HF_HOME is mounted at its own path.
+    recipe_sets_cache = bool({"HF_HUB_CACHE", "HF_HOME"} & set(recipe.env))
+    if node is not None and node.hf_home and not recipe_sets_cache:
         env["HF_HOME"] = node.hf_home
         mounts.append({"Type": "bind", "Source": node.hf_home, "Target": node.hf_home, "ReadOnly": False})
     if hub_offline:
@@ -236,7 +240,7 @@ class _Tracked:
 class DockerEngine(Engine):
     """Serve recipes in containers on the node's Docker engine (`node.docker_url`, else DOCKER_HOST)."""
 
-    name = "docker"
+    name = "vllm-docker"
 
     def __init__(
         self,
@@ -398,21 +402,25 @@ class DockerEngine(Engine):
             try:
                 container = client.containers.get(handle.id)
             except docker.errors.NotFound:
+                # Already gone (stopped by another task, or reaped): the log file is what is left.
+                if not tracked.logs and handle.log_path and Path(handle.log_path).is_file():
+                    tracked.logs = Path(handle.log_path).read_text(errors="replace")
                 tracked.stopped = True
                 return tracked.logs
-            try:
-                raw = container.logs(stdout=True, stderr=True)
-                tracked.logs = raw.decode(errors="replace") if isinstance(raw, bytes) else str(raw)
-            except docker.errors.APIError as exc:
-                log.warning("docker: could not collect logs of %s: %s", handle.id[:12], exc)
+            # Logs first (whatever happens next, they survive), then again after the graceful stop so the
+            # server's own shutdown messages are kept too.
+            tracked.logs = _container_logs(container, handle) or tracked.logs
             self._write_log(handle, tracked.logs)
             try:
                 # docker-py widens the socket timeout by `timeout` for this call.
                 container.stop(timeout=max(int(grace_s), 0))
             except docker.errors.NotFound:
                 pass
-            except docker.errors.APIError as exc:
+            except Exception as exc:  # API error or client timeout: the force-remove below still ends it
                 log.warning("docker: stop of %s failed (%s); removing by force", handle.id[:12], exc)
+            else:
+                tracked.logs = _container_logs(container, handle) or tracked.logs
+                self._write_log(handle, tracked.logs)
             self._force_remove(client, handle.id)
             tracked.stopped = True
             return tracked.logs
@@ -489,6 +497,17 @@ def _make_client(docker_url: str | None, timeout_s: float) -> docker.DockerClien
     if docker_url:
         return docker.DockerClient(base_url=docker_url, timeout=int(timeout_s))
     return docker.from_env(timeout=int(timeout_s))
+
+
+def _container_logs(container: Container, handle: ServerHandle) -> str | None:
+    import docker.errors
+
+    try:
+        raw = container.logs(stdout=True, stderr=True)
+    except docker.errors.APIError as exc:
+        log.warning("docker: could not collect logs of %s: %s", handle.id[:12], exc)
+        return None
+    return raw.decode(errors="replace") if isinstance(raw, bytes) else str(raw)
 
 
 def _container_status(client: docker.DockerClient, container_id: str) -> str:

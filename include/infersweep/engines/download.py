@@ -26,9 +26,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from infersweep.config.inventory import Node
 from infersweep.engines.credentials import resolve_hf_token
 from infersweep.engines.locks import LockKey, ModelLock, default_lock
 from infersweep.faults import FailureClass, classify, load_corpus
+from infersweep.recipes.model import Recipe
 
 log = logging.getLogger(__name__)
 
@@ -354,18 +356,23 @@ def download_model(
     backoff_max_s: float = 120.0,
     etag_timeout_s: float = 30.0,
     max_workers: int = 8,
+    refresh: bool = False,
     sleep: Callable[[float], None] = time.sleep,
 ) -> DownloadResult:
     """Make `repo_id@revision` complete in the node's HF cache, once per cache domain; see module docstring.
 
     `lock_timeout_s` defaults to 6 h because a sibling may be pulling a ~450 GB checkpoint. The token comes
     from `token`, else Airflow connection `token_conn_id`, else `HF_TOKEN`; it is never logged.
+
+    A cache that already verifies for `revision` is used as is (no hub call), so a branch name stays on the
+    commit first downloaded into this cache — what a benchmark series wants. Pass a commit hash to pin
+    explicitly, or `refresh=True` to ask the hub whether the branch moved.
     """
     started = time.monotonic()
     if is_local_model(repo_id):
         path = Path(repo_id).expanduser()
         if not path.exists():
-            raise DownloadError(f"local model path {path} does not exist", kind="config", transient=False,
+            raise DownloadError(f"local model path {path} does not exist", kind="config_error", transient=False,
                                 hint="fix the model path in the config", attempts=0)
         return DownloadResult(repo_id=repo_id, path=str(path), local=True)
     if max_attempts < 1:
@@ -380,10 +387,12 @@ def download_model(
 
     errors: list[str] = []
     with lock.hold(key, lock_timeout_s):
-        try:
-            found = verify_offline(repo_id, revision=rev, cache_dir=cache)
-        except IncompleteDownloadError:
-            found = None
+        found = None
+        if not refresh:
+            try:
+                found = verify_offline(repo_id, revision=rev, cache_dir=cache)
+            except IncompleteDownloadError:
+                found = None
         if found is not None:
             log.info("download: %s@%s already complete in %s (%s files)", repo_id, rev, cache, found.files)
             return DownloadResult(**{**found.__dict__, "attempts": 0,
@@ -422,3 +431,17 @@ def download_model(
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0][:300] if text else type(exc).__name__
+
+
+def download_recipe_models(recipe: Recipe, *, node: Node | None = None, **kwargs: Any) -> list[DownloadResult]:
+    """Download a recipe's model and its speculative-decoding drafter (if any), in that order.
+
+    The cache is the node's (`node.hf_home`/hub, and `node.cache_domain` for the lock) unless `cache_dir` /
+    `hf_home` / `cache_domain` are given in `kwargs`, which go to `download_model`.
+    """
+    if node is not None:
+        if "cache_dir" not in kwargs and "hf_home" not in kwargs and node.hf_home:
+            kwargs["hf_home"] = node.hf_home
+        kwargs.setdefault("cache_domain", node.cache_domain)
+    models = [recipe.model, *([recipe.draft_model] if recipe.draft_model else [])]
+    return [download_model(m, **kwargs) for m in models]

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from infersweep.config.inventory import Node
 from infersweep.engines.docker import LABEL_NODE, LABEL_RUN_ID, LABEL_SERVE_GROUP
 
 if TYPE_CHECKING:
@@ -103,3 +104,22 @@ def reap(
                  o["run_id"], o["serve_group"])
         done.append(ReapedContainer(removed=removed, error=error, **o))
     return done
+
+
+def reap_node(
+    node: Node,
+    is_run_active: Callable[[str], bool],
+    *,
+    client_timeout_s: float = 60.0,
+    grace_s: float = 10.0,
+    dry_run: bool = False,
+) -> list[ReapedContainer]:
+    """`reap` on one inventory node's Docker engine (its `docker_url`, else DOCKER_HOST), own client."""
+    import docker
+
+    client = (docker.DockerClient(base_url=node.docker_url, timeout=int(client_timeout_s)) if node.docker_url
+              else docker.from_env(timeout=int(client_timeout_s)))
+    try:
+        return reap(client, is_run_active, node=node.name, grace_s=grace_s, dry_run=dry_run)
+    finally:
+        client.close()

@@ -42,11 +42,16 @@ class FailureClass:
 
 
 class ClassifiedError(RuntimeError):
-    """An error whose class the raiser already knows (e.g. `accuracy_below_threshold` from the eval gate)."""
+    """An error whose class the raiser already knows (e.g. `accuracy_below_threshold` from the eval gate).
 
-    def __init__(self, kind: str, message: str) -> None:
+    A kind that is in the corpus takes the corpus's retry semantics; any other kind keeps its name and is
+    permanent unless `transient=True` is given (the raiser decided deliberately, so no blind retry).
+    """
+
+    def __init__(self, kind: str, message: str, *, transient: bool | None = None) -> None:
         super().__init__(f"{kind}: {message}")
         self.failure_kind = kind
+        self.failure_transient = transient
 
 
 class _Example(BaseModel):
@@ -130,10 +135,14 @@ def _line_at(text: str, pos: int) -> str:
 def classify(error: BaseException | str | Any) -> FailureClass:
     """Classify an exception (with its cause chain) or a log text; unknown failures are retried once."""
     known = getattr(error, "failure_kind", None)
-    by_kind = {c.kind: c for c in load_corpus().classes}
-    if isinstance(known, str) and known in by_kind:
-        c = by_kind[known]
-        return FailureClass(c.kind, c.transient, c.hint, str(error)[:500], c.max_retries)
+    if isinstance(known, str) and known:
+        by_kind = {c.kind: c for c in load_corpus().classes}
+        c = by_kind.get(known)
+        if c is not None:
+            return FailureClass(c.kind, c.transient, c.hint, str(error)[:500], c.max_retries)
+        transient = getattr(error, "failure_transient", None)
+        return FailureClass(known, bool(transient), f"raised as {known!r} by infersweep", str(error)[:500],
+                            UNKNOWN_MAX_RETRIES if transient else None)
     text = _window(failure_text(error if isinstance(error, BaseException | str) else str(error)))
     for cls, pattern in _compiled():
         m = pattern.search(text)

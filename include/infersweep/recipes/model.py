@@ -8,7 +8,6 @@ from typing import Any
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
-
 #: Env vars that only say where things are on a node; they never change a result.
 _NODE_LOCAL_ENV = frozenset({"HF_HUB_CACHE", "HF_HOME"})
 

@@ -115,7 +115,14 @@ def _scatter(points: Sequence[ReportPoint], axis: Axis, **kwargs: Any) -> dict[s
 _GRID = {"gridcolor": "#ebebeb", "linecolor": "#444", "ticks": "outside", "rangemode": "tozero", "zeroline": False}
 
 
-def _figure(traces: list[dict[str, Any]], title: str, x_axis: Axis) -> Figure:
+#: Watermark on every chart of simulated results: a cropped screenshot must still say what it shows.
+SIM_WATERMARK = {
+    "text": "SIMULATED", "xref": "paper", "yref": "paper", "x": 0.99, "y": 0.99, "xanchor": "right",
+    "yanchor": "top", "showarrow": False, "font": {"size": 26, "color": "rgba(176,120,0,0.35)"},
+}
+
+
+def _figure(traces: list[dict[str, Any]], title: str, x_axis: Axis, *, simulated: bool = False) -> Figure:
     return {
         "data": traces,
         "layout": {
@@ -130,6 +137,7 @@ def _figure(traces: list[dict[str, Any]], title: str, x_axis: Axis) -> Figure:
             "hovermode": "closest",
             "xaxis": {"title": {"text": x_axis.title}, **_GRID},
             "yaxis": {"title": {"text": THROUGHPUT.title}, **_GRID},
+            "annotations": [SIM_WATERMARK] if simulated else [],
         },
     }
 
@@ -162,7 +170,7 @@ def throughput_chart(points: Sequence[ReportPoint], x_axis: Axis, *, title: str)
                 marker={"size": 13, "color": "rgba(0,0,0,0)", "line": {"color": "#111", "width": 2}},
             )
         )
-    return _figure(traces, title, x_axis)
+    return _figure(traces, title, x_axis, simulated=any(p.simulated for p in points))
 
 
 def overlay_chart(
@@ -187,4 +195,4 @@ def overlay_chart(
                      mode="lines+markers", line={"color": color, "width": 2.5, "dash": dash},
                      marker={"size": 10, "color": color})
         )
-    return _figure(traces, title, x_axis)
+    return _figure(traces, title, x_axis, simulated=any(p.simulated for p in (*base, *head)))

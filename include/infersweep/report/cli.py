@@ -68,7 +68,8 @@ def report_command(
         raise _fail(_store_error(db, exc)) from None
     if outcome.summaries:
         typer.echo(summary_table(outcome.summaries))
-    typer.echo(f"{outcome.green}/{len(outcome.points)} points green; report: {outcome.path.resolve()}")
+    total = sum(s.total for s in outcome.summaries) if outcome.summaries else len(outcome.points)
+    typer.echo(f"{outcome.green}/{max(total, len(outcome.points))} points green; report: {outcome.path.resolve()}")
 
 
 @report_app.command("compare")

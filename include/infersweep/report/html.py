@@ -123,16 +123,18 @@ def summary_table(summaries: Sequence[RunSummary], *, link: Callable[[RunSummary
         label = f'<a href="{_e(link(s))}">{_e(s.label)}</a>' if link else _e(s.label)
         fails = ", ".join(f"{_e(k)}: {n}" for k, n in s.failures.items()) or "—"
         cls = "ok" if s.green == s.total else "bad"
+        evals = f"{s.evals_passed}/{s.evals_total}" if s.evals_total else "—"
         sim = ' <span class="sim">SIM</span>' if s.simulated else ""
         rows.append(
             f"<tr><td class=\"l\">{label}</td><td class=\"l\">{_e(s.engine)}{sim}</td>"
             f"<td class=\"l\">{_e(', '.join(s.images))}</td>"
             f"<td class=\"l\">{_e(s.started_at.strftime('%Y-%m-%d %H:%M UTC') if s.started_at else '')}</td>"
-            f"<td class=\"{cls}\">{s.ratio}</td><td class=\"l\">{fails}</td></tr>"
+            f"<td class=\"{cls}\">{s.ratio}</td><td>{evals}</td><td class=\"l\">{fails}</td></tr>"
         )
     return (
         '<table id="run-summary"><thead><tr><th class="l">run</th><th class="l">engine</th><th class="l">image</th>'
-        '<th class="l">started</th><th>points</th><th class="l">failures by class</th></tr></thead><tbody>'
+        '<th class="l">started</th><th>points</th><th>evals passed</th><th class="l">failures by class</th>'
+        '</tr></thead><tbody>'
         + "".join(rows) + "</tbody></table>"
     )
 
@@ -171,18 +173,24 @@ def points_table(points: Sequence[ReportPoint], table_id: str) -> str:
 def render_report(
     points: Sequence[ReportPoint], *, title: str = "infersweep report", subtitle: str = "",
     plotly_js: str = INLINE, generated_at: datetime | None = None, header_html: str = "",
+    summaries: Sequence[RunSummary] | None = None,
 ) -> str:
     """The full report page for a set of points (any number of runs, models and sequence lengths).
 
     `header_html` is inserted verbatim under the title (callers escape it; the plugin adds navigation).
+    `summaries` (from the store's views, which also count planned points that never ran) replace the
+    run summary computed from the points themselves.
     """
     when = (generated_at or datetime.now(UTC)).strftime("%Y-%m-%d %H:%M UTC")
-    summaries = summarize_runs(points)
+    if summaries is None:
+        summaries = summarize_runs(points)
     green = sum(p.status == "ok" for p in points)
+    # The store's totals include planned points that never produced a row (e.g. a server that never booted).
+    total = max(len(points), sum(s.total for s in summaries))
     fails = failure_breakdown(points)
     parts = [
         f"<h1>{_e(title)}</h1>",
-        f'<p class="muted">{_e(subtitle)} Generated {when}. {green}/{len(points)} points green'
+        f'<p class="muted">{_e(subtitle)} Generated {when}. {green}/{total} points green'
         + (f"; failures: {_e(', '.join(f'{k} ×{n}' for k, n in fails.items()))}" if fails else "") + ".</p>",
         header_html,
         "<h2>Runs</h2>",
@@ -196,10 +204,10 @@ def render_report(
         parts.append(f'<p class="muted">{len(ok)}/{len(pts)} points green. Hover a point for its config key, '
                      "image, recipe fingerprint and concurrency. ★ = on the Pareto frontier.</p>")
         if ok:
-            kind, _model, isl, osl = key
-            tag = " · SIMULATED" if kind == "sim" else ""
-            f1 = throughput_chart(pts, INTERACTIVITY, title=f"Throughput/GPU vs interactivity · {isl}/{osl}{tag}")
-            f2 = throughput_chart(pts, E2E_LATENCY, title=f"Throughput/GPU vs E2E latency · {isl}/{osl}{tag}")
+            _kind, _model, isl, osl = key
+            # Charts of simulated results carry a SIMULATED watermark (see charts.SIM_WATERMARK).
+            f1 = throughput_chart(pts, INTERACTIVITY, title=f"Throughput/GPU vs interactivity · {isl}/{osl}")
+            f2 = throughput_chart(pts, E2E_LATENCY, title=f"Throughput/GPU vs E2E latency · {isl}/{osl}")
             parts.append(f'<div class="charts" id="charts-{i}">' + figure_div(f1, f"chart-{i}-intvty")
                          + figure_div(f2, f"chart-{i}-e2el") + "</div>")
         parts.append(f"<h3>All points ({len(pts)})</h3>" + points_table(pts, f"points-{i}"))
@@ -256,11 +264,10 @@ def render_compare(comparison: Comparison, result: GateResult, *, plotly_js: str
     ]
     for i, (key, sides) in enumerate(sorted(groups.items(), key=lambda kv: (kv[0][0] != "real", kv[0]))):
         parts.append(f'<h2 id="group-{i}">{_group_title(key)}</h2>')
-        kind, _model, isl, osl = key
-        tag = " · SIMULATED" if kind == "sim" else ""
+        _kind, _model, isl, osl = key
         figs: list[Any] = [
             overlay_chart(sides["base"], sides["head"], axis, base_label=comparison.base_label,
-                          head_label=comparison.head_label, title=f"{name} · {isl}/{osl}{tag}")
+                          head_label=comparison.head_label, title=f"{name} · {isl}/{osl}")
             for axis, name in ((INTERACTIVITY, "Throughput/GPU vs interactivity"),
                                (E2E_LATENCY, "Throughput/GPU vs E2E latency"))
         ]

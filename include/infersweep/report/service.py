@@ -16,7 +16,7 @@ from typing import Any
 
 from infersweep.report.compare import Comparison, compare
 from infersweep.report.data import ReportPoint
-from infersweep.report.gate import GateResult, group_history, run_gate
+from infersweep.report.gate import EXIT_REGRESSION, GateResult, group_history, run_gate
 from infersweep.report.html import INLINE, render_compare, render_report
 from infersweep.report.metrics import DEFAULT_GATE_METRICS
 from infersweep.report.noise import DEFAULT_FLOOR, DEFAULT_K
@@ -48,24 +48,39 @@ def load_points(
     *, db_url: str | None = None, runs: Sequence[str] = (), results_dir: Path | None = None,
     dag_ids: Sequence[str] = (),
 ) -> tuple[list[ReportPoint], str]:
-    """The points a report covers and a one-line description of where they came from.
+    """The points a report covers and a one-line description of where they came from."""
+    points, source, _ = load_selection(db_url=db_url, runs=runs, results_dir=results_dir, dag_ids=dag_ids)
+    return points, source
+
+
+def load_selection(
+    *, db_url: str | None = None, runs: Sequence[str] = (), results_dir: Path | None = None,
+    dag_ids: Sequence[str] = (),
+) -> tuple[list[ReportPoint], str, list[RunSummary] | None]:
+    """Points, a description of their source, and the store's run summaries (None for files).
 
     `results_dir` reads result files (no DB). Otherwise the store: the named runs, or by default the
-    newest run of each DAG (optionally only `dag_ids`).
+    newest run of each DAG (optionally only `dag_ids`). Summaries come from the store's views, so a run
+    whose servers never booted still shows as "0/N green" even though it has no result rows.
     """
     if results_dir is not None:
         from infersweep.report.json_source import load_dir
 
-        return load_dir(Path(results_dir)), f"Result files under {results_dir}."
-    from infersweep.report.store_source import load_latest, load_runs
+        return load_dir(Path(results_dir)), f"Result files under {results_dir}.", None
+    from infersweep.report.store_source import latest_runs, load_run_refs, resolve_runs, run_summaries
     from infersweep.store.db import get_engine, mask_url, resolve_url
 
     engine = get_engine(db_url)
     where = mask_url(resolve_url(db_url))
     if runs:
-        return load_runs(engine, runs), f"Runs {', '.join(runs)} from {where}."
-    scope = f" of {', '.join(dag_ids)}" if dag_ids else ""
-    return load_latest(engine, dag_ids), f"Newest run of each sweep DAG{scope} from {where}."
+        refs = resolve_runs(engine, runs)
+        source = f"Runs {', '.join(runs)} from {where}."
+    else:
+        refs = latest_runs(engine, dag_ids)
+        scope = f" of {', '.join(dag_ids)}" if dag_ids else ""
+        source = f"Newest run of each sweep DAG{scope} from {where}."
+    summaries = run_summaries(engine, runs={(r.dag_id, r.run_id) for r in refs})
+    return load_run_refs(engine, refs), source, summaries
 
 
 @dataclass
@@ -87,9 +102,11 @@ def build_report(
     dag_ids: Sequence[str] = (), title: str = "infersweep report", plotly_js: str = INLINE,
 ) -> ReportOutcome:
     """Load points and write the HTML report to `out`."""
-    points, source = load_points(db_url=db_url, runs=runs, results_dir=results_dir, dag_ids=dag_ids)
-    html = render_report(points, title=title, subtitle=source, plotly_js=plotly_js)
-    return ReportOutcome(path=write_atomic(out, html), points=points, summaries=summarize_runs(points))
+    points, source, summaries = load_selection(db_url=db_url, runs=runs, results_dir=results_dir, dag_ids=dag_ids)
+    if summaries is None:
+        summaries = summarize_runs(points)
+    html = render_report(points, title=title, subtitle=source, plotly_js=plotly_js, summaries=summaries)
+    return ReportOutcome(path=write_atomic(out, html), points=points, summaries=summaries)
 
 
 def _is_path(selector: str, allow_files: bool) -> bool:
@@ -143,7 +160,7 @@ def report_and_gate_run(
 
     Writes `<out_dir>/<dag_id>/<run_id>.html` (the run's report) and, when an earlier run of the same
     DAG used a different image, `<…>.compare.html` plus the gate verdict against that previous image.
-    Returns a JSON-friendly dict; `gate.exit_code` is 1 when the run regressed.
+    Returns a JSON-friendly dict; `regressed` is True when the gate found regressions.
     """
     from infersweep.report.store_source import previous_image_run
     from infersweep.store.db import get_engine
@@ -154,12 +171,15 @@ def report_and_gate_run(
     result: dict[str, Any] = {
         "dag_id": dag_id, "run_id": run_id, "report": str(outcome.path),
         "summary": outcome.summaries[0].to_dict() if outcome.summaries else None,
-        "baseline": None, "compare": None, "gate": None,
+        "baseline": None, "compare": None, "gate": None, "regressed": False,
     }
     previous = previous_image_run(get_engine(db_url), dag_id, run_id)
     if previous is None:
         return result
     comparison, gate = compare_and_gate(previous.label, selector, db_url=db_url, floor=floor)
     page = write_compare(stem.parent / f"{stem.name}.compare.html", comparison, gate)
-    result.update(baseline=previous.label, compare=str(page), gate=gate.to_dict())
+    # `regressed` is the decision; `gate.exit_code` 2 only means "nothing comparable" (e.g. a changed
+    # config) and is not a regression.
+    result.update(baseline=previous.label, compare=str(page), gate=gate.to_dict(),
+                  regressed=gate.exit_code == EXIT_REGRESSION)
     return result

@@ -23,6 +23,8 @@ class RunSummary:
     total: int
     green: int
     failures: dict[str, int] = field(default_factory=dict)
+    evals_total: int = 0
+    evals_passed: int = 0
 
     @property
     def label(self) -> str:
@@ -51,6 +53,8 @@ class RunSummary:
             "green": self.green,
             "summary": self.ratio,
             "failures": dict(self.failures),
+            "evals_total": self.evals_total,
+            "evals_passed": self.evals_passed,
         }
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from infersweep.report.data import ReportPoint
 from infersweep.report.gate import GateResult
 from infersweep.report.metrics import metric
 from infersweep.report.summary import RunSummary
@@ -55,3 +56,21 @@ def summary_table(summaries: Sequence[RunSummary]) -> str:
         for s in summaries
     ]
     return format_table(["run", "engine", "image", "points", "failures"], rows)
+
+
+def frontier_table(points: Sequence[ReportPoint]) -> str:
+    """Per model and ISL/OSL, the Pareto-frontier points (throughput/GPU vs interactivity) as text."""
+    from infersweep.report.charts import INTERACTIVITY, frontier_points
+
+    groups: dict[tuple[str, str, int, int], list[ReportPoint]] = {}
+    for p in points:
+        groups.setdefault(p.chart_group, []).append(p)
+    blocks = []
+    for (kind, model, isl, osl), pts in sorted(groups.items()):
+        front = frontier_points(pts, INTERACTIVITY)
+        sim = " [SIMULATED]" if kind == "sim" else ""
+        rows = [[p.series_label, str(p.conc), f"{p.tput_per_gpu:.1f}", _val(p.median_intvty), _val(p.median_ttft_ms),
+                 _val(p.e2el_s)] for p in front if p.tput_per_gpu is not None]
+        blocks.append(f"Pareto frontier: {model} {isl}/{osl}{sim}\n" + format_table(
+            ["series", "conc", "tput/GPU", "tok/s/user", "TTFT ms", "E2EL s"], rows))
+    return "\n\n".join(blocks)

@@ -76,18 +76,34 @@ async def _airflow_user(request: Request) -> Any:
     return await resolve_user_from_token(token)
 
 
-def _readable_dags(user: Any) -> set[str] | None:
-    """DAG ids the user may read (None = no restriction, i.e. auth disabled)."""
-    if user is None:
-        return None
-    from airflow.api_fastapi.app import get_auth_manager
+class DagAccess:
+    """Whether the request's user may read a DAG, asked of Airflow's auth manager once per DAG id.
 
-    return set(get_auth_manager().get_authorized_dag_ids(user=user, method="GET"))
+    Asked per DAG id (not via the list of DAGs in the metadata DB) so results of a DAG that no longer
+    exists, or was run elsewhere, stay visible to users with read access to all DAGs.
+    """
 
+    def __init__(self, user: Any) -> None:
+        self.user = user
+        self._seen: dict[str, bool] = {}
 
-def _check_dag(allowed: set[str] | None, dag_id: str | None) -> None:
-    if allowed is not None and dag_id and dag_id not in allowed:
-        raise HTTPException(status_code=403, detail=f"not allowed to read DAG {dag_id!r}")
+    def can_read(self, dag_id: str) -> bool:
+        """True when auth is off or the auth manager allows GET on this DAG."""
+        if self.user is None:
+            return True
+        if dag_id not in self._seen:
+            from airflow.api_fastapi.app import get_auth_manager
+            from airflow.api_fastapi.auth.managers.models.resource_details import DagDetails
+
+            self._seen[dag_id] = bool(
+                get_auth_manager().is_authorized_dag(method="GET", details=DagDetails(id=dag_id), user=self.user)
+            )
+        return self._seen[dag_id]
+
+    def require(self, dag_id: str | None) -> None:
+        """403 unless the user may read `dag_id` (no-op for None)."""
+        if dag_id and not self.can_read(dag_id):
+            raise HTTPException(status_code=403, detail=f"not allowed to read DAG {dag_id!r}")
 
 
 def create_app(*, db_url: str | None = None, auth: bool | None = None) -> FastAPI:
@@ -134,8 +150,8 @@ def create_app(*, db_url: str | None = None, auth: bool | None = None) -> FastAP
     def report(
         request: Request, dag_id: str | None = Query(None), run_id: str | None = Query(None), user: Any = user_dep,
     ) -> HTMLResponse:
-        allowed = _readable_dags(user)
-        _check_dag(allowed, dag_id)
+        access = DagAccess(user)
+        access.require(dag_id)
         engine = get_engine(db_url)
         if run_id:
             refs = find_runs(engine, f"{dag_id}/{run_id}" if dag_id else run_id)
@@ -143,13 +159,13 @@ def create_app(*, db_url: str | None = None, auth: bool | None = None) -> FastAP
                 raise HTTPException(status_code=404, detail=f"no run {run_id!r}" + (f" of {dag_id!r}" if dag_id else ""))
         else:
             refs = latest_runs(engine, [dag_id] if dag_id else ())
-        if allowed is not None:
-            refs = [r for r in refs if r.dag_id in allowed]
+        refs = [r for r in refs if access.can_read(r.dag_id)]
         key = ("report", tuple(r.pk for r in refs), data_version(engine, refs), plotly_url(request))
         scope = ", ".join(r.label for r in refs) if run_id else (f"newest run of {dag_id}" if dag_id else
                                                                     "newest run of each sweep DAG")
         body = pages.get_or_build(key, lambda: render_report(
             load_run_refs(engine, refs), title=f"infersweep: {dag_id or 'all sweeps'}",
+            summaries=run_summaries(engine, runs={(r.dag_id, r.run_id) for r in refs}),
             subtitle=f"Source: {scope}.", plotly_js=plotly_url(request),
             header_html=f'<p><a href="{html.escape(request.url_for("runs").path)}">All runs and their summaries</a></p>',
         ))
@@ -158,10 +174,10 @@ def create_app(*, db_url: str | None = None, auth: bool | None = None) -> FastAP
     @app.get("/runs", response_class=HTMLResponse)
     def runs(request: Request, dag_id: str | None = Query(None), limit: int = Query(100, ge=1, le=1000),
              user: Any = user_dep) -> HTMLResponse:
-        allowed = _readable_dags(user)
-        _check_dag(allowed, dag_id)
+        access = DagAccess(user)
+        access.require(dag_id)
         summaries = [s for s in run_summaries(get_engine(db_url), dag_id=dag_id, limit=limit)
-                     if allowed is None or s.dag_id in allowed]
+                     if access.can_read(s.dag_id)]
         base = request.url_for("report").path
 
         def link(s: Any) -> str:
@@ -176,23 +192,22 @@ def create_app(*, db_url: str | None = None, auth: bool | None = None) -> FastAP
     @app.get("/api/summary")
     def summary(dag_id: str | None = Query(None), limit: int = Query(100, ge=1, le=1000),
                 user: Any = user_dep) -> JSONResponse:
-        allowed = _readable_dags(user)
-        _check_dag(allowed, dag_id)
+        access = DagAccess(user)
+        access.require(dag_id)
         summaries = run_summaries(get_engine(db_url), dag_id=dag_id, limit=limit)
-        return JSONResponse([s.to_dict() for s in summaries if allowed is None or s.dag_id in allowed])
+        return JSONResponse([s.to_dict() for s in summaries if access.can_read(s.dag_id)])
 
     @app.get("/compare", response_class=HTMLResponse)
     def compare_page(request: Request, base: str = Query(...), head: str = Query(...),
                      noise_floor: float = Query(0.05, ge=0.0, le=1.0), user: Any = user_dep) -> HTMLResponse:
-        allowed = _readable_dags(user)
+        access = DagAccess(user)
         try:
             comparison, result = compare_and_gate(base, head, db_url=db_url, floor=noise_floor, allow_files=False)
         except SelectorNotFound as exc:
             raise HTTPException(status_code=404, detail=str(exc)) from None
-        if allowed is not None:
-            dags = {p.dag_id for pair in comparison.pairs for p in (*pair.base, *pair.head)}
-            if not dags <= allowed:
-                raise HTTPException(status_code=403, detail="the comparison includes DAGs you may not read")
+        dags = {p.dag_id for pair in comparison.pairs for p in (*pair.base, *pair.head)}
+        if not all(access.can_read(d) for d in dags):
+            raise HTTPException(status_code=403, detail="the comparison includes DAGs you may not read")
         return HTMLResponse(render_compare(comparison, result, plotly_js=plotly_url(request)))
 
     return app

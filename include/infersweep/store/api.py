@@ -25,7 +25,7 @@ from infersweep.faults import FailureClass, classify
 from infersweep.plan.models import ServeGroup
 from infersweep.recipes.model import Recipe
 from infersweep.store.db import get_engine, mask_url, resolve_url, write_transaction
-from infersweep.store.logs import DEFAULT_MAX_BYTES, pack_log
+from infersweep.store.logs import DEFAULT_MAX_BYTES, pack_log, redact
 from infersweep.store.metrics import point_columns
 from infersweep.store.migrate import ensure_schema
 from infersweep.store.records import apply_records, group_row, run_pk
@@ -37,6 +37,8 @@ log = logging.getLogger(__name__)
 
 TRIGGER_KINDS = ("manual", "scheduled", "backfill", "api", "asset", "test", "unknown")
 MESSAGE_CAP = 4000
+#: After a failed delivery, record_* calls only spool (no DB attempt) for this long.
+DB_DOWN_BACKOFF_S = float(os.environ.get("INFERSWEEP_DB_DOWN_BACKOFF_S", "15"))
 
 
 def trigger_kind(run_type: Any, triggered_by: Any = None) -> str:
@@ -102,6 +104,7 @@ class ResultStore:
         self.dag_id, self.run_id = dag_id, run_id
         self.spool = Spool(spool_path or default_spool_path(self.url))
         self._migrate = migrate
+        self._db_down_until = 0.0
 
     def __repr__(self) -> str:
         return f"ResultStore({self.dag_id}/{self.run_id} @ {mask_url(self.url)})"
@@ -109,7 +112,10 @@ class ResultStore:
     # ------------------------------------------------------------------ write path
     def _write(self, kind: str, data: dict[str, Any]) -> None:
         self.spool.append(kind, {"dag_id": self.dag_id, "run_id": self.run_id, **data})
-        self._flush(lock_timeout_s=0)
+        # After the DB was found unreachable, writes only spool for a while: with a black-holed DB each
+        # attempt would cost a full connect timeout between benchmark points. flush() always tries.
+        if time.monotonic() >= self._db_down_until:
+            self._flush(lock_timeout_s=0)
 
     def _apply(self, records: list[dict[str, Any]]) -> None:
         if self._migrate:
@@ -120,6 +126,7 @@ class ResultStore:
 
     def _flush(self, *, lock_timeout_s: float | None) -> FlushResult:
         result = self.spool.flush(self._apply, lock_timeout_s=lock_timeout_s)
+        self._db_down_until = time.monotonic() + DB_DOWN_BACKOFF_S if result.error else 0.0
         if result.error:
             log.warning("results DB %s unavailable (%s); %d record(s) kept in spool %s",
                         mask_url(self.url), result.error, result.remaining, self.spool.path)
@@ -231,11 +238,7 @@ class ResultStore:
         """Record one task try; a failed try is classified (from `error`) unless `failure` is given."""
         if error is not None and failure is None:
             failure = classify(error)
-        message = None
-        if error is not None:
-            from infersweep.store.logs import redact
-
-            message = redact(str(error))[-MESSAGE_CAP:]
+        message = redact(str(error))[-MESSAGE_CAP:] if error is not None else None
         self._write("attempt", _drop_none({
             "task_id": task_id, "try_number": try_number, "status": status, "group_id": group_id,
             "map_index": map_index, "node": node, "failure_kind": failure.kind if failure else None,
@@ -277,7 +280,8 @@ class ResultStore:
             **cols,
             "status": "failed" if failed else "ok",
             "failure_kind": failure.kind if failure and failed else None,
-            "error": (str(error)[-MESSAGE_CAP:] if error is not None else cols.get("error")) if failed else None,
+            "error": redact(str(error) if error is not None else str(cols.get("error")))[-MESSAGE_CAP:]
+            if failed else None,
             "reused_from_id": None, "reused_from_run_pk": None,
         }
         self._write("benchmark", {k: v for k, v in data.items()
@@ -312,7 +316,7 @@ class ResultStore:
             "threshold": result.get("threshold"), "passed": passed,
             "metrics": dict(result.get("metrics") or {}) or None, "raw": result.get("raw"),
             "status": status, "failure_kind": failure_kind,
-            "error": str(error)[-MESSAGE_CAP:] if error is not None else None,
+            "error": redact(str(error))[-MESSAGE_CAP:] if error is not None else None,
             "samples": [_sample(s) for s in samples or ()],
         }
         self._write("eval", {k: v for k, v in data.items() if v is not None or k in {"failure_kind", "error"}})
@@ -367,7 +371,6 @@ class ResultStore:
         copied: dict[str, int] = {}
         if done or done_eval:
             with write_transaction(self.engine) as conn:
-                conn.info.pop("infersweep_run_pk", None)
                 pk = run_pk(conn, self.dag_id, self.run_id)
                 gpk = group_row(conn, pk, group.id, group.config_key)["id"]
                 copied = copy_latest(conn, target_run_pk=pk, target_group_pk=gpk,

@@ -67,4 +67,37 @@ def register(app: typer.Typer) -> None:
         if not result.complete:
             raise typer.Exit(1)
 
+    @db.command("leases")
+    def leases(url: UrlOpt = None, history: bool = typer.Option(False, help="all leases, oldest first")) -> None:
+        """Nodes (drained or not) and their leases."""
+        from sqlalchemy import select
+
+        from infersweep.store.db import get_engine
+        from infersweep.store.leases import active_leases, lease_history
+        from infersweep.store.models import NodeRow
+
+        engine = get_engine(url)
+        with engine.connect() as conn:
+            nodes = conn.execute(select(NodeRow.name, NodeRow.runner, NodeRow.enabled).order_by(NodeRow.name)).all()
+        held = {x.node: x for x in active_leases(engine)}
+        for name, runner, enabled in nodes:
+            lease = held.get(name)
+            state = f"held by {lease.holder} until {lease.expires_at:%H:%M:%S}" if lease else "free"
+            typer.echo(f"{name:<24} {runner:<12} {'enabled' if enabled else 'DRAINED':<8} {state}")
+        if history:
+            for x in lease_history(engine):
+                typer.echo(f"  {x.node:<24} {x.acquired_at:%Y-%m-%d %H:%M:%S} -> "
+                           f"{x.released_at or '(active)'} {x.release_reason or ''} {x.holder}")
+
+    @db.command("drain")
+    def drain(name: str, url: UrlOpt = None,
+              undo: bool = typer.Option(False, "--undo", help="return the node to service")) -> None:
+        """Stop giving new leases on a node (running servers keep theirs)."""
+        from infersweep.store.db import get_engine
+        from infersweep.store.leases import set_node_enabled
+
+        if not set_node_enabled(get_engine(url), name, enabled=undo):
+            raise typer.BadParameter(f"node {name!r} is not registered (it is added on its first lease)")
+        typer.echo(f"node {name} {'returned to service' if undo else 'drained'}")
+
     app.add_typer(db)

@@ -87,17 +87,26 @@ def register_nodes(engine: Engine, nodes: Sequence[Node]) -> None:
     `FOR UPDATE SKIP LOCKED` would then skip a node that is actually free.
     """
     wanted = {n.name: _node_values(n) for n in nodes}
-    cols = ("name", "runner", "gpus", "docker_url", "spec", "enabled")
+    cols = ("name", "runner", "gpus", "docker_url", "spec")
     with engine.connect() as conn:
         have = {r.name: dict(r._mapping) for r in conn.execute(
             select(*(NodeRow.tbl().c[c] for c in cols)).where(NodeRow.name.in_(list(wanted)))
         )}
-    changed = [v for name, v in wanted.items() if have.get(name) != v]
+    changed = [v for name, v in wanted.items() if have.get(name) != {c: v[c] for c in cols}]
     if not changed:
         return
     with write_transaction(engine) as conn:
         for values in changed:
-            upsert(conn, NodeRow, values, key=("name",))
+            # `enabled` is set on insert only: a drained node stays drained when its spec changes.
+            upsert(conn, NodeRow, values, key=("name",), update=set(cols) - {"name"})
+
+
+def set_node_enabled(engine: Engine, name: str, enabled: bool) -> bool:
+    """Drain (False) or return (True) a node: a drained node gets no new leases. True if the node exists."""
+    table = NodeRow.tbl()
+    with write_transaction(engine) as conn:
+        result = conn.execute(update(table).where(table.c.name == name).values(enabled=enabled, updated_at=utcnow()))
+    return bool(result.rowcount)
 
 
 def acquire_lease(

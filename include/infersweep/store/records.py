@@ -43,18 +43,19 @@ def _dates(data: Mapping[str, Any]) -> dict[str, Any]:
 def run_pk(conn: Connection, dag_id: str, run_id: str) -> int:
     """The run's id, creating a placeholder row if the run record was never applied.
 
-    Cached in `conn.info` for the current transaction only (`apply_records` clears it): a placeholder
-    created by a transaction that is then rolled back must not be remembered.
+    Cached in `conn.info` only while `apply_records` runs one transaction: a placeholder created by a
+    transaction that is then rolled back must not be remembered.
     """
-    cache: dict[tuple[str, str], int] = conn.info.setdefault("infersweep_run_pk", {})
-    if (dag_id, run_id) in cache:
+    cache: dict[tuple[str, str], int] | None = conn.info.get("infersweep_run_pk")
+    if cache is not None and (dag_id, run_id) in cache:
         return cache[(dag_id, run_id)]
     found = conn.execute(select(Run.id).where(Run.dag_id == dag_id, Run.run_id == run_id)).scalar_one_or_none()
     if found is None:
         found = upsert(conn, Run, {"dag_id": dag_id, "run_id": run_id, "trigger_kind": "unknown"},
                        key=("dag_id", "run_id"), do_nothing=True)
     assert found is not None
-    cache[(dag_id, run_id)] = int(found)
+    if cache is not None:
+        cache[(dag_id, run_id)] = int(found)
     return int(found)
 
 
@@ -153,6 +154,9 @@ def apply_record(conn: Connection, record: Mapping[str, Any]) -> None:
 
 def apply_records(conn: Connection, records: Sequence[Mapping[str, Any]]) -> None:
     """Apply records in order inside the caller's transaction."""
-    conn.info.pop("infersweep_run_pk", None)
-    for record in records:
-        apply_record(conn, record)
+    conn.info["infersweep_run_pk"] = {}
+    try:
+        for record in records:
+            apply_record(conn, record)
+    finally:
+        conn.info.pop("infersweep_run_pk", None)

@@ -13,37 +13,25 @@ import asyncio
 import os
 import sys
 import time
-import uuid
-from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 from aiohttp import web
 
 from infersweep import __version__
-from infersweep.engines.sim import SIM_VERSION
-from infersweep.engines.sim.answers import AnswerKey
 from infersweep.engines.sim.config import SimConfig
+from infersweep.engines.sim.core import (
+    CHAT_TAIL,
+    COMPLETION_TAIL,
+    RequestError,
+    SimCore,
+    StartupError,
+    Stream,
+)
 from infersweep.engines.sim.metrics import Histogram, PowerModel
-from infersweep.engines.sim.profiles import get_gpu_profile, get_model_profile
-from infersweep.engines.sim.roofline import GIB, Efficiency, Roofline, Topology
-from infersweep.engines.sim.scheduler import Scheduler, SchedulerConfig, SimRequest, Status, StepOutput
-from infersweep.engines.sim.tokenizer import (
-    HFTokenizer,
-    SimTokenizer,
-    TokenizerError,
-    content_text,
-    load_tokenizer,
-)
+from infersweep.engines.sim.scheduler import SimRequest, Status, StepOutput
+from infersweep.engines.sim.tokenizer import TokenizerError, content_text
 
-#: What follows the text value of an ordinary (not last, no usage) token event.
-_COMPLETION_TAIL = b',"logprobs":null,"finish_reason":null,"stop_reason":null}],"usage":null}\n\n'
-_CHAT_TAIL = b'},"logprobs":null,"finish_reason":null}]}\n\n'
-
-KV_OOM_MESSAGE = (
-    "ValueError: No available memory for the cache blocks. Try increasing `gpu_memory_utilization` "
-    "when initializing the engine."
-)
 #: Lateness past which due steps are merged into one delivery (above the event loop's 1 ms timer jitter).
 MERGE_AFTER_LAG_S = 0.005
 #: Lag beyond which the simulated clock is re-anchored to the wall clock rather than caught up.
@@ -54,269 +42,13 @@ STRICT_MAX_LAG_S = 0.002
 MAX_MERGED_STEPS = 64
 
 
-class StartupError(RuntimeError):
-    """The simulated engine cannot start (the message mirrors vLLM's)."""
-
-
-class RequestError(ValueError):
-    """A bad request (HTTP 400, vLLM's error shape)."""
-
-
-@dataclass(eq=False, slots=True)
-class Stream:
-    """Per-request output state, attached to `SimRequest.payload`."""
-
-    kind: str  # "completion" | "chat"
-    rid: str
-    created: int
-    prompt_len: int
-    pieces: list[tuple[int, str]]  # scripted reply tokens (answer key), may be empty
-    eos_at: int | None  # output index of the EOS token (None: never)
-    filler_offset: int
-    stream: bool
-    include_usage: bool
-    continuous_usage: bool
-    done: asyncio.Future[None]
-    transport: Any = None
-    chunked: bool = True
-    head: bytes = b""  # event bytes up to the chunk's choices list
-    text_head: bytes = b""  # head + the choice up to the text value (fast path)
-    pending: list[int] = field(default_factory=list)  # output indices not yet streamed
-    text_parts: list[str] = field(default_factory=list)  # non-stream: accumulated text
-    chat_started: bool = False
-    failed: bool = False
-    finished: bool = False  # counted in the metrics (the future may be cancelled with its handler)
-
-
-class SimEngine:
-    """Scheduler, tokenizer and output formatting for one served model (no HTTP)."""
-
-    def __init__(self, cfg: SimConfig) -> None:
-        self.cfg = cfg
-        self.profile = get_model_profile(cfg.model_profile)
-        self.gpu = get_gpu_profile(cfg.gpu_profile)
-        self.topology = Topology(tp=cfg.tp, ep=cfg.ep, dp=cfg.dp)
-        self.roofline = Roofline(
-            self.profile, self.gpu, self.topology, precision=cfg.precision, kv_dtype_bytes=cfg.kv_dtype_bytes,
-            efficiency=Efficiency(step_overhead_s=cfg.step_overhead_ms / 1000.0),
-        )
-        if cfg.fail_at_start == "kv-oom":
-            raise StartupError(KV_OOM_MESSAGE)
-        blocks_per_rank = self.roofline.num_kv_blocks(cfg.gpu_memory_utilization, cfg.block_size)
-        if blocks_per_rank <= 0:
-            raise StartupError(KV_OOM_MESSAGE)
-        capacity = blocks_per_rank * cfg.block_size
-        if cfg.max_model_len is None:
-            self.max_model_len = min(self.profile.max_position_embeddings, capacity)
-        else:
-            self.max_model_len = cfg.max_model_len
-            if self.max_model_len > capacity:
-                per_tok = self.roofline.kv_bytes_per_token_gpu
-                raise StartupError(
-                    f"ValueError: To serve at least one request with the models's max seq len "
-                    f"({self.max_model_len}), ({self.max_model_len * per_tok / GIB:.2f} GiB KV cache is needed, "
-                    f"which is larger than the available KV cache memory ({capacity * per_tok / GIB:.2f} GiB). "
-                    f"Based on the available memory, the estimated maximum model length is {capacity}. Try "
-                    "increasing `gpu_memory_utilization` or decreasing `max_model_len` when initializing the engine."
-                )
-        self.kv_capacity_tokens = capacity * cfg.dp
-        dp = cfg.dp
-        self.scheduler = Scheduler(
-            SchedulerConfig(
-                max_num_seqs=cfg.max_num_seqs * dp, max_num_batched_tokens=cfg.max_num_batched_tokens * dp,
-                num_blocks=blocks_per_rank * dp, block_size=cfg.block_size,
-                enable_chunked_prefill=cfg.enable_chunked_prefill,
-            ),
-            self.roofline,
-        )
-        self.tokenizer: SimTokenizer = load_tokenizer(cfg.tokenizer, vocab_size=self.profile.vocab_size)
-        self.vocab_size = self.tokenizer.vocab_size
-        self.answer_key = (
-            AnswerKey.from_jsonl(cfg.answer_key, cfg.accuracy, cfg.answer_seed) if cfg.answer_key else None
-        )
-        self.served_name = cfg.model or self.profile.hf_id
-        self.created = int(time.time())
-        self._filler = self.tokenizer.filler()
-        self._filler_json = [orjson.dumps(text) for _, text in self._filler]
-        self._name_json = orjson.dumps(self.served_name).decode()
-        self._next = 0
-
-    # --- request building ----------------------------------------------------------------------
-    def _prompt_ids(self, prompt: Any) -> tuple[list[int], str | None]:
-        if isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], (str, list)):
-            prompt = prompt[0]  # a batch of one
-        if isinstance(prompt, str):
-            return self.tokenizer.encode(prompt, add_special_tokens=True), prompt
-        if isinstance(prompt, list) and prompt and all(type(t) is int for t in prompt):
-            bad = next((t for t in prompt if not 0 <= t < self.vocab_size), None)
-            if bad is not None:
-                raise RequestError(f"Token id {bad} is out of vocabulary (vocab size {self.vocab_size})")
-            return list(prompt), None
-        if isinstance(prompt, list) and len(prompt) > 1:
-            raise RequestError("batched prompts are not supported by the simulator; send one prompt per request")
-        raise RequestError("prompt must be a non-empty string or a list of token ids")
-
-    def new_request(self, body: dict[str, Any], kind: str, loop: asyncio.AbstractEventLoop) -> SimRequest:
-        """Validate an OpenAI request body and build the scheduler request (raises RequestError)."""
-        if body.get("n", 1) != 1:
-            raise RequestError("the simulator supports n=1 only")
-        if body.get("echo"):
-            raise RequestError("echo is not supported by the simulator")
-        stream = bool(body.get("stream", False))
-        opts = body.get("stream_options")
-        if opts is not None and not stream:
-            raise RequestError("Stream options can only be defined when `stream=True`.")
-        opts = opts or {}
-        if not isinstance(opts, dict):
-            raise RequestError("stream_options must be an object")
-        if kind == "chat":
-            messages = body.get("messages")
-            if not isinstance(messages, list) or not messages or not all(isinstance(m, dict) for m in messages):
-                raise RequestError("messages must be a non-empty list of message objects")
-            msgs = [{**m, "content": content_text(m.get("content"))} for m in messages]
-            try:
-                ids = self.tokenizer.encode_chat(
-                    msgs, add_generation_prompt=bool(body.get("add_generation_prompt", True)))
-            except TokenizerError as exc:
-                raise RequestError(str(exc)) from exc
-            question_text: str | None = "\n".join(m["content"] for m in msgs)
-            max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
-        else:
-            if "prompt" not in body:
-                raise RequestError("prompt is required")
-            ids, question_text = self._prompt_ids(body["prompt"])
-            if question_text is None and self.answer_key is not None and isinstance(self.tokenizer, HFTokenizer):
-                # Token-id prompts: only a real tokenizer can turn them back into the question text.
-                question_text = self.tokenizer.decode(ids)
-            max_tokens = body.get("max_tokens", 16)
-        prompt_len = len(ids)
-        if prompt_len == 0:
-            raise RequestError("the prompt is empty")
-        if max_tokens is None:
-            max_tokens = self.max_model_len - prompt_len
-        if type(max_tokens) is not int or max_tokens < 1:
-            raise RequestError("max_tokens must be a positive integer")
-        if prompt_len + max_tokens > self.max_model_len:
-            raise RequestError(
-                f"This model's maximum context length is {self.max_model_len} tokens. However, you requested "
-                f"{prompt_len + max_tokens} tokens ({prompt_len} in the messages, {max_tokens} in the "
-                "completion). Please reduce the length of the messages or completion."
-            )
-        ignore_eos = bool(body.get("ignore_eos", False))
-        min_tokens = body.get("min_tokens") or 0
-        pieces: list[tuple[int, str]] = []
-        if self.answer_key is not None and question_text is not None:
-            reply = self.answer_key.reply(question_text)
-            if reply is not None:
-                pieces = self.tokenizer.pieces(reply)
-        eos_at = None if ignore_eos or not pieces else max(len(pieces), int(min_tokens) - 1)
-        self._next += 1
-        prefix = "chatcmpl-" if kind == "chat" else "cmpl-"
-        st = Stream(
-            kind=kind, rid=prefix + uuid.uuid4().hex, created=int(time.time()), prompt_len=prompt_len,
-            pieces=pieces, eos_at=eos_at, filler_offset=(self._next * 7919 + self.cfg.seed) % len(self._filler),
-            stream=stream, include_usage=bool(opts.get("include_usage", False)),
-            continuous_usage=bool(opts.get("continuous_usage_stats", False)), done=loop.create_future(),
-        )
-        return SimRequest(
-            rid=self._next, prompt_len=prompt_len, max_tokens=max_tokens, arrival=0.0,
-            stop_after=None if eos_at is None else eos_at + 1, payload=st,
-        )
-
-    # --- output formatting ---------------------------------------------------------------------
-    def token_text(self, st: Stream, i: int) -> str:
-        """Text of output token i (EOS is empty, as vLLM skips it in text)."""
-        if i < len(st.pieces):
-            return st.pieces[i][1]
-        if st.eos_at is not None and i == st.eos_at:
-            return ""
-        return self._filler[(st.filler_offset + i) % len(self._filler)][1]
-
-    def _text_json(self, st: Stream, indices: list[int]) -> bytes:
-        if len(indices) == 1:
-            i = indices[0]
-            if i >= len(st.pieces) and (st.eos_at is None or i != st.eos_at):
-                return self._filler_json[(st.filler_offset + i) % len(self._filler)]
-        return orjson.dumps("".join(self.token_text(st, i) for i in indices))
-
-    def stream_head(self, st: Stream) -> bytes:
-        """The bytes every chunk of this request starts with (pre-encoded once)."""
-        obj = "text_completion" if st.kind == "completion" else "chat.completion.chunk"
-        return (f'data: {{"id":"{st.rid}","object":"{obj}","created":{st.created},'
-                f'"model":{self._name_json},"choices":[').encode()
-
-    def prepare_stream(self, st: Stream) -> None:
-        """Pre-encode the byte templates of this request's events."""
-        st.head = self.stream_head(st)
-        st.text_head = st.head + (b'{"index":0,"text":' if st.kind == "completion" else b'{"index":0,"delta":{"content":')
-
-    def usage(self, st: Stream, completion: int) -> dict[str, Any]:
-        return {"prompt_tokens": st.prompt_len, "total_tokens": st.prompt_len + completion,
-                "completion_tokens": completion}
-
-    def chunk(self, st: Stream, indices: list[int], finish_reason: str | None, completion: int) -> bytes:
-        """One SSE event carrying the text of output tokens `indices`."""
-        text = self._text_json(st, indices)
-        fr = b"null" if finish_reason is None else b'"' + finish_reason.encode() + b'"'
-        usage = orjson.dumps(self.usage(st, completion)) if st.continuous_usage else None
-        if st.kind == "completion":
-            body = (b'{"index":0,"text":' + text + b',"logprobs":null,"finish_reason":' + fr
-                    + b',"stop_reason":null}],"usage":' + (usage or b"null") + b"}\n\n")
-        else:
-            stop = b',"stop_reason":null' if finish_reason is not None else b""
-            body = (b'{"index":0,"delta":{"content":' + text + b'},"logprobs":null,"finish_reason":' + fr
-                    + stop + b"}]" + (b',"usage":' + usage if usage else b"") + b"}\n\n")
-        return st.head + body
-
-    def role_chunk(self, st: Stream) -> bytes:
-        usage = b',"usage":' + orjson.dumps(self.usage(st, 0)) if st.continuous_usage else b""
-        return (st.head + b'{"index":0,"delta":{"role":"assistant","content":""},"logprobs":null,'
-                b'"finish_reason":null}]' + usage + b"}\n\n")
-
-    def final_chunks(self, st: Stream, completion: int) -> bytes:
-        """The usage chunk (when asked for) and `[DONE]`."""
-        out = b""
-        if st.include_usage:
-            out = st.head + b'],"usage":' + orjson.dumps(self.usage(st, completion)) + b"}\n\n"
-        return out + b"data: [DONE]\n\n"
-
-    def full_response(self, req: SimRequest) -> dict[str, Any]:
-        """The non-stream response body."""
-        st: Stream = req.payload
-        text = "".join(st.text_parts)
-        usage = self.usage(st, req.num_output)
-        if st.kind == "completion":
-            choice: dict[str, Any] = {"index": 0, "text": text, "logprobs": None,
-                                      "finish_reason": req.finish_reason, "stop_reason": None}
-            obj = "text_completion"
-        else:
-            choice = {"index": 0, "message": {"role": "assistant", "content": text, "reasoning_content": None,
-                                               "tool_calls": []},
-                      "logprobs": None, "finish_reason": req.finish_reason, "stop_reason": None}
-            obj = "chat.completion"
-        return {"id": st.rid, "object": obj, "created": st.created, "model": self.served_name,
-                "choices": [choice], "usage": usage}
-
-    # --- info ----------------------------------------------------------------------------------
-    def version_info(self) -> dict[str, Any]:
-        """`/version`: names the sim, its version, the time scale and the modelled hardware."""
-        cfg = self.cfg
-        return {
-            "version": f"sim-{__version__}", "engine": "sim", "sim_version": SIM_VERSION,
-            "infersweep_version": __version__, "time_scale": cfg.time_scale,
-            "model_profile": self.profile.name, "gpu_profile": self.gpu.name, "precision": self.roofline.precision,
-            "tp": cfg.tp, "ep": cfg.ep, "dp": cfg.dp, "max_model_len": self.max_model_len,
-            "kv_cache_tokens": self.kv_capacity_tokens, "max_num_seqs": cfg.max_num_seqs,
-            "max_num_batched_tokens": cfg.max_num_batched_tokens, "tokenizer": cfg.tokenizer or "builtin",
-            "ignored_vllm_flags": list(cfg.ignored_flags),
-        }
-
-
 class SimServer:
     """The aiohttp application and the wall-clock engine loop."""
 
-    def __init__(self, engine: SimEngine) -> None:
+    def __init__(self, engine: SimCore, *, exit_on_engine_failure: bool = False) -> None:
         self.engine = engine
+        self.exit_on_engine_failure = exit_on_engine_failure
+        self.engine_error: str | None = None
         self.cfg = engine.cfg
         self.scale = engine.cfg.time_scale
         self._wake = asyncio.Event()
@@ -343,6 +75,24 @@ class SimServer:
     async def _on_startup(self, app: web.Application) -> None:
         self._t0 = time.perf_counter()
         self._task = asyncio.get_running_loop().create_task(self._engine_loop())
+        self._task.add_done_callback(self._engine_done)
+
+    def _engine_done(self, task: asyncio.Task[None]) -> None:
+        """A dead engine loop is a dead engine: fail every request, turn /health red (or exit, as vLLM)."""
+        if task.cancelled() or task.exception() is None:
+            return
+        import traceback
+
+        exc = task.exception()
+        self.engine_error = "".join(traceback.format_exception(exc))
+        print(f"infersweep sim: engine loop died\n{self.engine_error}", file=sys.stderr, flush=True)
+        if self.exit_on_engine_failure:
+            os._exit(1)
+        sched = self.engine.scheduler
+        for req in [*sched.running, *sched.waiting]:
+            st: Stream = req.payload
+            if not st.done.done():
+                st.done.set_exception(RuntimeError("the simulated engine died"))
 
     async def _on_cleanup(self, app: web.Application) -> None:
         if self._task is not None:
@@ -446,7 +196,7 @@ class SimServer:
             if (interval == 1 and not st.continuous_usage and i >= len(st.pieces) and i != req.num_output - 1
                     and (st.chat_started or st.kind == "completion") and not tr.is_closing()):
                 data = st.text_head + filler_json[(st.filler_offset + i) % n_filler] + (
-                    _COMPLETION_TAIL if st.kind == "completion" else _CHAT_TAIL)
+                    COMPLETION_TAIL if st.kind == "completion" else CHAT_TAIL)
                 tr.write(b"%x\r\n%b\r\n" % (len(data), data) if st.chunked else data)
                 events += 1
                 continue
@@ -522,6 +272,8 @@ class SimServer:
         return await self._generate(request, "chat")
 
     async def _generate(self, request: web.Request, kind: str) -> web.StreamResponse:
+        if self.engine_error is not None:
+            return _error("the simulated engine died", status=500, type_="InternalServerError")
         try:
             body = orjson.loads(await request.read())
         except orjson.JSONDecodeError as exc:
@@ -559,6 +311,13 @@ class SimServer:
         self._wake.set()
         try:
             await st.done
+        except RuntimeError as exc:  # the engine loop died (see _engine_done)
+            if not st.stream:
+                return _error(str(exc), status=500, type_="InternalServerError")
+            # Headers are out: report in-band, as vLLM does for errors mid-stream.
+            err = {"error": {"message": str(exc), "type": "InternalServerError", "param": None, "code": 500}}
+            await resp.write_eof(b"data: " + orjson.dumps(err) + b"\n\ndata: [DONE]\n\n")
+            return resp
         except asyncio.CancelledError:  # the client went away: free the sequence's KV blocks
             if req.status is not Status.FINISHED:
                 sched.abort(req)
@@ -572,6 +331,8 @@ class SimServer:
 
     # --- info endpoints ----------------------------------------------------------------------------
     async def health(self, request: web.Request) -> web.Response:
+        if self.engine_error is not None:
+            return web.Response(status=500, text="engine dead", headers=self._headers)
         return web.Response(status=200, headers=self._headers)
 
     async def version(self, request: web.Request) -> web.Response:
@@ -602,8 +363,8 @@ class SimServer:
                 ids = tok.encode(body["prompt"], add_special_tokens=bool(body.get("add_special_tokens", True)))
             else:
                 return _error("tokenize needs a string `prompt` or `messages`")
-        except (orjson.JSONDecodeError, TypeError, AttributeError, TokenizerError) as exc:
-            return _error(f"invalid tokenize request: {exc}")
+        except (orjson.JSONDecodeError, TypeError, AttributeError, KeyError, TokenizerError) as exc:
+            return _error(f"invalid tokenize request: {exc!r}")
         return _json({"count": len(ids), "max_model_len": self.engine.max_model_len, "tokens": ids,
                       "token_strs": None}, self._headers)
 
@@ -669,11 +430,15 @@ class SimServer:
             "# TYPE sim:gpu_power_watts gauge",
             "# HELP sim:gpu_memory_used_bytes Modelled GPU memory in use (weights + KV pool + reserve).",
             "# TYPE sim:gpu_memory_used_bytes gauge",
+            "# HELP sim:gpu_temperature_celsius Modelled GPU temperature: 30 C + 50 C x power/TDP.",
+            "# TYPE sim:gpu_temperature_celsius gauge",
         ]
+        temp = 30.0 + 50.0 * power / eng.gpu.tdp_w
         for g in range(self.engine.topology.gpus):
             lab = f'gpu="{g}",{sim}'
             lines += [f"sim:gpu_utilization_perc{{{lab}}} {util}", f"sim:gpu_power_watts{{{lab}}} {power:.1f}",
-                      f"sim:gpu_memory_used_bytes{{{lab}}} {mem_used:.0f}"]
+                      f"sim:gpu_memory_used_bytes{{{lab}}} {mem_used:.0f}",
+                      f"sim:gpu_temperature_celsius{{{lab}}} {temp:.1f}"]
         lines += [
             "# HELP sim:scheduler_lag_seconds Wall-clock lateness of engine steps (the sim falling behind).",
             "# TYPE sim:scheduler_lag_seconds summary",
@@ -707,20 +472,21 @@ def serve(cfg: SimConfig) -> int:
         print(f"infersweep sim: start-up delay {cfg.startup_delay} s", file=sys.stderr, flush=True)
         time.sleep(cfg.startup_delay)
     try:
-        engine = SimEngine(cfg)
+        engine = SimCore(cfg)
     except StartupError as exc:
         print(str(exc), file=sys.stderr, flush=True)
         return 1
+    loop: asyncio.AbstractEventLoop
     try:
         import uvloop
 
-        uvloop.install()
+        loop = uvloop.new_event_loop()
     except ImportError:  # uvloop is optional: the stdlib loop is slower but correct
-        pass
+        loop = asyncio.new_event_loop()
     info = engine.version_info()
     print(f"infersweep sim: serving {engine.served_name!r} on http://{cfg.host}:{cfg.port} "
           f"({orjson.dumps(info).decode()})", file=sys.stderr, flush=True)
-    server = SimServer(engine)
+    server = SimServer(engine, exit_on_engine_failure=True)
     web.run_app(server.build_app(), host=cfg.host, port=cfg.port, print=None, access_log=None,
-                handler_cancellation=True, shutdown_timeout=1.0)
+                handler_cancellation=True, shutdown_timeout=1.0, loop=loop)
     return 0

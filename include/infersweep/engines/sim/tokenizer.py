@@ -87,8 +87,14 @@ class BuiltinTokenizer(SimTokenizer):
         self.vocab_size = vocab_size
         self.eos_token_id = 0
         self._span = vocab_size - len(_SPECIALS)
-        self._filler = [(self._piece_id(w), w) for w in (_synthetic_word(i) for i in range(FILLER_SIZE))]
-        self._filler_text = {i: w for i, w in self._filler}
+        # Distinct ids only: crc32 collisions between synthetic words would make decode ambiguous.
+        self._filler_text: dict[int, str] = {}
+        n = 0
+        while len(self._filler_text) < FILLER_SIZE:
+            w = _synthetic_word(n)
+            self._filler_text.setdefault(self._piece_id(w), w)
+            n += 1
+        self._filler = list(self._filler_text.items())
 
     def _piece_id(self, piece: str) -> int:
         return len(_SPECIALS) + zlib.crc32(piece.encode("utf-8")) % self._span

@@ -1,0 +1,129 @@
+"""The real thing: Airflow's api-server, scheduler, dag-processor and triggerer (LocalExecutor) on the
+machine's Postgres. Trigger over REST v2 with params (token auth), a bad trigger answers 400, a backfill
+of three dates benchmarks three images, and results land in the Postgres results DB with their report."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import create_engine, text
+
+from tests.integration.airflow_services import airflow_stack
+
+pytestmark = pytest.mark.integration
+KEY = "svc-bf16-sim-h100-vllm"
+SWEEP = f"""
+sweep: services
+engine: sim
+schedule: "0 3 * * *"
+image-tag-pattern: "vllm/vllm-openai:nightly-{{{{ ds_nodash }}}}"
+entries:
+  {KEY}:
+    image: vllm/vllm-openai:v0.11.0
+    model: meta-llama/Llama-3.1-8B-Instruct
+    model-prefix: llama3.1-8b
+    runner: sim-h100
+    precision: bf16
+    framework: vllm
+    multinode: false
+    scenarios:
+      fixed-seq-len:
+      - isl: 4096
+        osl: 32
+        search-space:
+        - {{ tp: 1, conc-list: [1, 2] }}
+inventory:
+  sim-h100:
+  - {{ name: svc-node-0, gpus: 8, gpu-memory-gb: 80, gpu-profile: h100 }}
+eval: {{ enabled: true, select: max-conc, limit: 3 }}
+sim: {{ time-scale: 20, accuracy: 1.0 }}
+bench: {{ random-range-ratio: 1.0, prompts-per-conc: 2, warmups-per-conc: 1 }}
+"""
+
+
+def _pg_up() -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", 5432), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def _wait_run(client: httpx.Client, run_id: str, timeout: float = 600) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        state = client.get(f"/dags/{KEY}/dagRuns/{run_id}").json()["state"]
+        if state in ("success", "failed"):
+            return str(state)
+        time.sleep(3)
+    raise AssertionError(f"run {run_id} did not finish in {timeout} s")
+
+
+def _wait_dag(client: httpx.Client, timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if client.get(f"/dags/{KEY}").status_code == 200:
+            return
+        time.sleep(2)
+    raise AssertionError(f"DAG {KEY} never appeared (dag-processor)")
+
+
+def test_rest_trigger_backfill_and_results_on_postgres(tmp_path: Path) -> None:
+    if not _pg_up():
+        pytest.skip("PostgreSQL not reachable at 127.0.0.1:5432")
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text(SWEEP)
+    with airflow_stack(tmp_path, configs=str(sweep)) as stack, stack.client() as client:
+        _wait_dag(client)
+        # Unauthenticated calls are refused: auth is on.
+        assert httpx.get(f"{stack.base_url}/api/v2/dags", timeout=10).status_code == 401
+        # Bad params fail the trigger with the message (400), before any run exists.
+        bad = client.post(f"/dags/{KEY}/dagRuns", json={"logical_date": None, "conf": {"tp": [3]}})
+        assert bad.status_code == 400 and "tp" in bad.text, bad.text
+        # Unpausing a catchup=False cron DAG creates its latest scheduled run; let it finish first
+        # (max_active_runs=1).
+        assert client.patch(f"/dags/{KEY}", json={"is_paused": False}).status_code == 200
+        time.sleep(5)
+        for run in client.get(f"/dags/{KEY}/dagRuns").json()["dag_runs"]:
+            assert _wait_run(client, run["dag_run_id"]) == "success", stack.logs()
+        r = client.post(f"/dags/{KEY}/dagRuns",
+                        json={"dag_run_id": "rest_1", "logical_date": None, "conf": {"concs": [2], "force": True}})
+        assert r.status_code == 200, r.text
+        assert _wait_run(client, "rest_1") == "success", stack.logs()
+
+        # Backfill three past dates: each maps to its own nightly image through the image-tag pattern.
+        bf = subprocess.run(
+            [str(Path(sys.executable).parent / "airflow"), "backfill", "create", "--dag-id", KEY,
+             "--from-date", "2026-11-01", "--to-date", "2026-11-03T23:59", "--max-active-runs", "1",
+             "--dag-run-conf", '{"eval": false, "force": true}'],
+            env=stack.env, capture_output=True, text=True, timeout=300)
+        assert bf.returncode == 0, bf.stdout + bf.stderr
+        deadline = time.monotonic() + 900
+        while time.monotonic() < deadline:
+            runs = [x for x in client.get(f"/dags/{KEY}/dagRuns", params={"run_type": "backfill"}).json()["dag_runs"]]
+            if len(runs) == 3 and all(x["state"] in ("success", "failed") for x in runs):
+                break
+            time.sleep(5)
+        assert sorted(x["state"] for x in runs) == ["success"] * 3, stack.logs()
+
+        engine = create_engine(stack.results_url)
+        with engine.connect() as conn:
+            rows = conn.execute(text(
+                "SELECT r.run_id, r.trigger_kind, r.image_tag, b.conc, b.status FROM benchmark_results b "
+                "JOIN runs r ON r.id = b.run_pk")).all()
+        by_run = {}
+        for run_id, kind, image, conc, status in rows:
+            assert status == "ok"
+            by_run.setdefault(run_id, (kind, image, set()))[2].add(conc)
+        assert by_run["rest_1"][2] == {2} and by_run["rest_1"][0] == "manual"
+        backfilled = {img for kind, img, _ in by_run.values() if kind == "backfill"}
+        assert backfilled == {f"vllm/vllm-openai:nightly-2026110{d}" for d in (1, 2, 3)}
+        reports = list((tmp_path / "work" / "reports").rglob("rest_1.html"))
+        assert reports and reports[0].stat().st_size > 10_000
+        engine.dispose()
