@@ -36,7 +36,6 @@ def test_defaults_validate() -> None:
         ("engine", "trt"),
         ("image", "vllm/vllm-openai"),  # no tag
         ("dp_attn", "yes"),
-        ("eval_limit", 0),
         ("force", "true"),
     ],
 )
@@ -52,6 +51,17 @@ def test_good_overrides_pass() -> None:
     params = _params()
     params.update({"tp": [8], "concs": [4, 16], "image": "vllm/vllm-openai:v0.11.0", "dp_attn": "true"})
     assert params.validate()["concs"] == [4, 16]
+
+
+def test_advanced_conf_is_validated_before_anything_starts() -> None:
+    from infersweep.airflow.params import advanced_conf
+    from infersweep.faults.classify import ClassifiedError, classify
+
+    ok = advanced_conf({"model": "/models/smollm2", "eval_limit": 20, "sim_time_scale": 5, "tp": [8]})
+    assert (ok.model, ok.eval_limit, ok.sim_time_scale) == ("/models/smollm2", 20, 5.0)
+    with pytest.raises(ClassifiedError, match="eval_limit") as bad:
+        advanced_conf({"eval_limit": 0})
+    assert classify(bad.value).kind == "config_error" and not classify(bad.value).transient
 
 
 class _Boom(Exception):

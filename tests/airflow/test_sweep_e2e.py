@@ -85,9 +85,14 @@ def test_full_chain_then_reuse_boots_no_server(home: AirflowHome) -> None:
     evals = _rows(home, "SELECT e.conc, e.n, e.strict, e.passed FROM eval_results e JOIN runs r ON r.id = e.run_pk "
                         "WHERE r.run_id = :r", r=first["run_id"])
     assert sorted((e["conc"], e["n"], e["strict"], bool(e["passed"])) for e in evals) == [(2, 5, 1.0, True), (4, 5, 1.0, True)]
-    logs = _rows(home, "SELECT count(*) AS n FROM server_logs s JOIN runs r ON r.id = s.run_pk WHERE r.run_id = :r",
-                 r=first["run_id"])
-    assert logs[0]["n"] == 2
+    logs = _rows(home, "SELECT s.source, count(*) AS n FROM server_logs s JOIN runs r ON r.id = s.run_pk "
+                       "WHERE r.run_id = :r GROUP BY s.source", r=first["run_id"])
+    assert {(row["source"], row["n"]) for row in logs} == {("server", 2), ("gpu-telemetry", 2)}
+    energy = [(p["raw"] if isinstance(p["raw"], dict) else json.loads(p["raw"]))["infersweep"]["energy"]
+              for p in points]
+    # The sim's modelled power is sampled (labelled simulated); short windows may be null *with a reason*.
+    assert all(e["simulated"] or e["reason"] for e in energy)
+    assert all((e["joules_per_token"] is None) == (e["reason"] is not None) for e in energy)
     assert (home.work_dir / "reports").exists() and list((home.work_dir / "reports").rglob("*.html"))
     assert sim_servers_running(home.work_dir) == []
     leases = _rows(home, "SELECT released_at FROM node_leases")

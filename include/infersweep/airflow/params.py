@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from airflow.sdk import Param
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 ENGINES = ("sim", "vllm-docker", "vllm-process")
 #: Airflow validates every Param of every scheduled DAG at parse time. Against draft-07 the metaschema check
@@ -65,10 +66,6 @@ def build_params(
             description="Override the serving image (repo:tag or repo@sha256:digest). Empty = from config "
             "or the image-tag pattern for this logical date.",
         ),
-        "model": _param(
-            None, type=["null", "string"], minLength=1,
-            description="Override the model (HF repo id or a local path), e.g. for ENGINE=vllm-process demos.",
-        ),
         "engine": _param(default_engine, type="string", enum=list(ENGINES), description="Serving backend."),
         "force": _param(False, type="boolean", description="Re-measure points that already have a result."),
         "reuse_run_id": _param(
@@ -76,15 +73,33 @@ def build_params(
             description="Copy another run's results into this run (with provenance) instead of measuring.",
         ),
         "eval": _param(eval_enabled, type="boolean", description="Run gsm8k at the planner's eval concurrencies."),
-        "eval_limit": _param(
-            None, type=["null", "integer"], minimum=1, description="Limit gsm8k to the first N test questions.",
-        ),
         "dry_run": _param(False, type="boolean", description="Plan only: log the group table and start nothing."),
-        "sim_time_scale": _param(
-            None, type=["null", "number"], exclusiveMinimum=0,
-            description="Simulated engine only: run this many times faster than real time.",
-        ),
     }
+
+
+class AdvancedConf(BaseModel):
+    """Run-conf keys for scripts and the demo that are not on the trigger form.
+
+    Every declared Param is deep-copied into every task at parse time (Airflow's operator defaults), so the
+    form keeps to the knobs people use; these are validated by the `plan` task instead, before anything starts.
+    """
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    model: str | None = Field(default=None, min_length=1, description="model override (HF id or local path)")
+    eval_limit: int | None = Field(default=None, ge=1, description="gsm8k: first N test questions only")
+    sim_time_scale: float | None = Field(default=None, gt=0, description="simulated engine speed-up")
+
+
+def advanced_conf(params: dict[str, Any]) -> AdvancedConf:
+    """The advanced keys of a run's params, validated (raises a `config_error` naming the bad key)."""
+    from infersweep.faults.classify import ClassifiedError
+
+    try:
+        return AdvancedConf.model_validate(params)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise ClassifiedError("config_error", f"invalid run conf: {problems}") from None
 
 
 def param_values(params: dict[str, Any]) -> dict[str, Any]:

@@ -11,6 +11,8 @@ from datetime import date
 from typing import Any
 
 from infersweep.airflow.context import RunContext, open_store
+from infersweep.airflow.dagspec import seq_len_name
+from infersweep.airflow.params import advanced_conf
 from infersweep.airflow.settings import AirflowSettings
 from infersweep.config.sweep import Sweep, load_sweep
 from infersweep.faults.classify import ClassifiedError
@@ -53,8 +55,7 @@ def select_groups(sweep: Sweep, config_key: str, params: dict[str, Any]) -> list
     jobs = expand_jobs(sweep, PlanFilters(config_keys=(config_key,), single_node=True))
     groups = []
     for g in group_jobs(jobs):
-        seq = f"{g.isl // 1024}k{g.osl // 1024}k"
-        if seq_lens and seq not in seq_lens:
+        if seq_lens and seq_len_name(g.isl, g.osl) not in seq_lens:
             continue
         if not _wanted(g, params):
             continue
@@ -73,6 +74,7 @@ def plan_run(config_key: str, rc: RunContext) -> list[dict[str, Any]]:
     if config_key not in sweep.entries:
         raise ClassifiedError("config_error", f"config key {config_key!r} is no longer in {settings.config_paths}")
     params = rc.params
+    extra = advanced_conf(params)
     engine_name = params.get("engine") or sweep.settings_for(config_key).engine
     image = resolve_image(sweep, config_key, rc)
     store = open_store(rc, settings)
@@ -91,7 +93,7 @@ def plan_run(config_key: str, rc: RunContext) -> list[dict[str, Any]]:
     work: list[dict[str, Any]] = []
     table: list[str] = []
     for group in select_groups(sweep, config_key, params):
-        group = group.model_copy(update={"image": image, "model": params.get("model") or group.model})
+        group = group.model_copy(update={"image": image, "model": extra.model or group.model})
         quirks = sweep.quirks_for(group.model_prefix, group.model)
         nodes = sweep.nodes_for(group.runner)
         recipe = build_recipe(group, quirks, served_model_name=group.model)
@@ -123,11 +125,11 @@ def plan_run(config_key: str, rc: RunContext) -> list[dict[str, Any]]:
             "bench": bench.model_dump(mode="json"),
             "eval": {
                 "task": eval_settings.task,
-                "limit": params.get("eval_limit") or eval_settings.limit,
+                "limit": extra.eval_limit or eval_settings.limit,
                 "threshold": eval_settings.threshold_for(group.model_prefix),
                 "data_dir": getattr(eval_settings, "data_dir", None),
             },
-            "sim": {**sim.model_dump(mode="json"), "time_scale": params.get("sim_time_scale") or sim.time_scale},
+            "sim": {**sim.model_dump(mode="json"), "time_scale": extra.sim_time_scale or sim.time_scale},
         })
     log.info("plan for %s (%s, image %s, engine %s):\n  %s", config_key, rc.run_id, image, engine_name,
              "\n  ".join(table) or "(no serve groups match the params)")

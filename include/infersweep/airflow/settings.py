@@ -21,6 +21,7 @@ class AirflowSettings:
     - INFERSWEEP_LEASE_TTL_S: node lease time-to-live; benchmark/eval heartbeat it.
     - INFERSWEEP_WORK_DIR: where spools, server logs and reports go.
     - INFERSWEEP_HF_CONN_ID: Airflow connection whose password is the HF token (else env HF_TOKEN).
+    - INFERSWEEP_PARSE_CACHE: "0" disables the parse-time cache of the validated sweep.
     """
 
     config_paths: tuple[Path, ...]
@@ -29,6 +30,7 @@ class AirflowSettings:
     lease_poke_s: float
     work_dir: Path
     hf_conn_id: str | None = None
+    parse_cache_dir: Path | None = None
 
     @classmethod
     def from_env(cls) -> AirflowSettings:
@@ -41,4 +43,6 @@ class AirflowSettings:
             lease_poke_s=float(os.environ.get("INFERSWEEP_LEASE_POKE_S", "10")),
             work_dir=Path(os.environ.get("INFERSWEEP_WORK_DIR", REPO_ROOT / ".infersweep")),
             hf_conn_id=os.environ.get("INFERSWEEP_HF_CONN_ID") or None,
+            parse_cache_dir=None if os.environ.get("INFERSWEEP_PARSE_CACHE", "1") == "0"
+            else Path(os.environ.get("INFERSWEEP_WORK_DIR", REPO_ROOT / ".infersweep")) / "parse-cache",
         )

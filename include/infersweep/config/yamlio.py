@@ -7,7 +7,9 @@ key and list item, so validation errors can name `file:line`. Duplicate mapping 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import contextvars
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,9 +40,26 @@ class YamlDoc:
         return self.lines.get(())
 
 
+_READS: contextvars.ContextVar[list[Path] | None] = contextvars.ContextVar("infersweep_yaml_reads", default=None)
+
+
+@contextlib.contextmanager
+def track_reads() -> Iterator[list[Path]]:
+    """Collect every file `read_yaml` opens inside the block (for caches keyed on their stat)."""
+    reads: list[Path] = []
+    token = _READS.set(reads)
+    try:
+        yield reads
+    finally:
+        _READS.reset(token)
+
+
 def read_yaml(path: Path, issues: IssueCollector, *, display: str | None = None) -> YamlDoc | None:
     """Read and parse `path`; problems go to `issues` and give None (nothing half-parsed is returned)."""
     name = display or str(path)
+    reads = _READS.get()
+    if reads is not None:
+        reads.append(Path(path).resolve())
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:

@@ -1,0 +1,65 @@
+"""A parse-time cache of the DAG specs, keyed on the stat of every config file they were built from.
+
+The dag-processor re-parses the DAG file every 30 s, while sweep configs change a few times a day. Reading
+and validating the InferenceX master files (12k YAML lines) and expanding every job is most of a parse, so
+the resulting `DagSpec`s are kept as JSON in the work dir and reused while no input file changed (path,
+size, mtime) and the infersweep version is the same. Any change, or an unreadable cache, means a full load.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+from infersweep import __version__
+from infersweep.airflow.dagspec import DagSpec, dag_specs
+from infersweep.config.sweep import load_sweep
+from infersweep.config.yamlio import track_reads
+
+log = logging.getLogger(__name__)
+
+
+def _stat_key(files: Sequence[str]) -> list[list[object]]:
+    out: list[list[object]] = []
+    for f in files:
+        st = os.stat(f)
+        out.append([f, st.st_size, st.st_mtime_ns])
+    return out
+
+
+def _cache_file(cache_dir: Path, paths: Sequence[Path]) -> Path:
+    ident = "\0".join([__version__, sys.version, *(str(p.resolve()) for p in paths)])
+    return cache_dir / f"dagspecs-{hashlib.sha256(ident.encode()).hexdigest()[:20]}.json"
+
+
+def load_dag_specs(paths: Sequence[str | Path], cache_dir: Path | None) -> list[DagSpec]:
+    """`dag_specs(load_sweep(paths))`, served from the cache while none of the files read has changed."""
+    resolved = [Path(p) for p in paths]
+    if cache_dir is not None:
+        target = _cache_file(cache_dir, resolved)
+        try:
+            cached = json.loads(target.read_text())
+            if cached["stats"] == _stat_key([s[0] for s in cached["stats"]]):
+                return [DagSpec.model_validate(s) for s in cached["specs"]]
+        except (OSError, ValueError, KeyError, TypeError):
+            pass  # missing, stale or unreadable: rebuild below
+    with track_reads() as reads:
+        specs = dag_specs(load_sweep(resolved))
+    if cache_dir is not None:
+        try:
+            cache_dir.mkdir(parents=True, exist_ok=True)
+            payload = json.dumps({"stats": _stat_key(sorted({str(r) for r in reads})),
+                                  "specs": [s.model_dump(mode="json") for s in specs]})
+            fd, tmp = tempfile.mkstemp(dir=cache_dir, prefix=".dagspecs-", suffix=".tmp")
+            with os.fdopen(fd, "w") as fh:
+                fh.write(payload)
+            os.replace(tmp, target)
+        except OSError as exc:  # a read-only work dir only costs speed
+            log.debug("DAG spec cache not written to %s: %s", cache_dir, exc)
+    return specs

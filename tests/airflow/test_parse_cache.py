@@ -1,0 +1,53 @@
+"""The parse-time DAG-spec cache: reused while no input file changed, rebuilt as soon as one did."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+import infersweep.airflow.parse_cache as pc
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def configs(tmp_path: Path) -> Path:
+    d = tmp_path / "configs"
+    d.mkdir()
+    for name in ("demo.yaml", "quirks.yaml"):
+        shutil.copy(ROOT / "configs" / name, d / name)
+    assert "quirks-files" in (d / "demo.yaml").read_text()
+    return d
+
+
+def test_cache_hit_then_invalidated_by_any_input_file(configs: Path, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = []
+    real = pc.load_sweep
+    monkeypatch.setattr(pc, "load_sweep", lambda paths: calls.append(paths) or real(paths))
+    cache = tmp_path / "cache"
+    first = pc.load_dag_specs([configs / "demo.yaml"], cache)
+    second = pc.load_dag_specs([configs / "demo.yaml"], cache)
+    assert len(calls) == 1 and second == first
+    assert [s.dag_id for s in first] == ["llama3.1-8b-bf16-sim-h100-vllm"] and first[0].n_points == 12
+    # Touching a file the sweep includes (not only the one named) invalidates the cache.
+    quirks = configs / "quirks.yaml"
+    st = quirks.stat()
+    os.utime(quirks, ns=(st.st_atime_ns, st.st_mtime_ns + 10_000_000))
+    pc.load_dag_specs([configs / "demo.yaml"], cache)
+    assert len(calls) == 2
+
+
+def test_corrupt_cache_falls_back_to_a_full_load(configs: Path, tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    pc.load_dag_specs([configs / "demo.yaml"], cache)
+    for f in cache.iterdir():
+        f.write_text("{not json")
+    assert pc.load_dag_specs([configs / "demo.yaml"], cache)[0].concs == (1, 2, 4, 8, 16)
+
+
+def test_disabled_cache_reads_the_files(configs: Path) -> None:
+    assert pc.load_dag_specs([configs / "demo.yaml"], None)
