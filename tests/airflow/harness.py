@@ -75,3 +75,21 @@ def sim_servers_running(work_dir: Path) -> list[str]:
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             continue
     return found
+
+
+def sim_sweep(key: str, *, isl: int, osl: int, points: list[str], nodes: list[str], schedule: str | None = None,
+              image_pattern: str | None = None, eval_yaml: str = "{ enabled: false }",
+              sim_yaml: str = "{ time-scale: 20 }", bench_yaml: str = "{ prompts-per-conc: 2, warmups-per-conc: 1 }") -> str:
+    """A one-key sweep file for Llama-3.1-8B on simulated H100 nodes (points: search-space flow maps)."""
+    lines = [
+        "sweep: test", "engine: sim", f"schedule: {schedule!r}" if schedule else "schedule: null",
+        *([f'image-tag-pattern: "{image_pattern}"'] if image_pattern else []),
+        "entries:", f"  {key}:", "    image: vllm/vllm-openai:v0.11.0", "    model: meta-llama/Llama-3.1-8B-Instruct",
+        "    model-prefix: llama3.1-8b", "    runner: sim-h100", "    precision: bf16", "    framework: vllm",
+        "    multinode: false", "    scenarios:", "      fixed-seq-len:", f"      - isl: {isl}", f"        osl: {osl}",
+        "        search-space:", *(f"        - {p}" for p in points),
+        "inventory:", "  sim-h100:",
+        *(f"  - {{ name: {n}, gpus: 8, gpu-memory-gb: 80, gpu-profile: h100 }}" for n in nodes),
+        f"eval: {eval_yaml}", f"sim: {sim_yaml}", f"bench: {bench_yaml}",
+    ]
+    return "\n".join(lines) + "\n"

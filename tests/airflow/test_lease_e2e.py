@@ -12,40 +12,15 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from tests.airflow.harness import AirflowHome, finish, sim_servers_running
+from tests.airflow.harness import AirflowHome, finish, sim_servers_running, sim_sweep
 
 pytestmark = pytest.mark.e2e
 KEY = "leases-bf16-sim-h100-vllm"
-SWEEP = f"""
-sweep: leases
-engine: sim
-schedule: null
-entries:
-  {KEY}:
-    image: vllm/vllm-openai:v0.11.0
-    model: meta-llama/Llama-3.1-8B-Instruct
-    model-prefix: llama3.1-8b
-    runner: sim-h100
-    precision: bf16
-    framework: vllm
-    multinode: false
-    scenarios:
-      fixed-seq-len:
-      - isl: 2048
-        osl: 32
-        search-space:
-        - {{ tp: 1, conc-list: [1] }}
-        - {{ tp: 2, conc-list: [2, 8] }}
-        - {{ tp: 4, conc-list: [1, 4, 16] }}
-        - {{ tp: 8, conc-list: [4] }}
-inventory:
-  sim-h100:
-  - {{ name: node-a, gpus: 8, gpu-memory-gb: 80, gpu-profile: h100 }}
-  - {{ name: node-b, gpus: 8, gpu-memory-gb: 80, gpu-profile: h100 }}
-eval: {{ enabled: false }}
-sim: {{ time-scale: 10 }}
-bench: {{ random-range-ratio: 1.0, prompts-per-conc: 3, warmups-per-conc: 1 }}
-"""
+SWEEP = sim_sweep(
+    KEY, isl=2048, osl=32, nodes=["node-a", "node-b"], sim_yaml="{ time-scale: 10 }",
+    points=["{ tp: 1, conc-list: [1] }", "{ tp: 2, conc-list: [2, 8] }", "{ tp: 4, conc-list: [1, 4, 16] }",
+            "{ tp: 8, conc-list: [4] }"],
+    bench_yaml="{ random-range-ratio: 1.0, prompts-per-conc: 3, warmups-per-conc: 1 }")
 
 
 def test_no_node_ever_serves_two_groups(tmp_path: Path, pg_url: str) -> None:

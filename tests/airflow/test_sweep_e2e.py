@@ -8,47 +8,23 @@ import json
 import pytest
 from sqlalchemy import text
 
-from tests.airflow.harness import AirflowHome, sim_servers_running
+from tests.airflow.harness import AirflowHome, sim_servers_running, sim_sweep
 
 pytestmark = pytest.mark.e2e
 KEY = "tiny-bf16-sim-h100-vllm"
 
-SWEEP = """
-sweep: e2e
-engine: sim
-schedule: "0 3 * * *"
-image-tag-pattern: "vllm/vllm-openai:nightly-{{{{ ds_nodash }}}}"
-entries:
-  {key}:
-    image: vllm/vllm-openai:v0.11.0
-    model: meta-llama/Llama-3.1-8B-Instruct
-    model-prefix: llama3.1-8b
-    runner: sim-h100
-    precision: bf16
-    framework: vllm
-    multinode: false
-    scenarios:
-      fixed-seq-len:
-      - isl: 4096
-        osl: 64
-        search-space:
-        - {{ tp: 1, conc-list: [1, 4] }}
-        - {{ tp: 2, conc-list: [2] }}
-inventory:
-  sim-h100:
-  - {{ name: n0, gpus: 8, gpu-memory-gb: 80, gpu-profile: h100 }}
-  - {{ name: n1, gpus: 8, gpu-memory-gb: 80, gpu-profile: h100 }}
-eval: {{ enabled: true, select: max-conc, limit: 5 }}
-sim: {{ time-scale: 20, accuracy: 1.0 }}
-bench: {{ random-range-ratio: 0.8, prompts-per-conc: 4, warmups-per-conc: 1 }}
-"""
+SWEEP = sim_sweep(
+    KEY, isl=4096, osl=64, points=["{ tp: 1, conc-list: [1, 4] }", "{ tp: 2, conc-list: [2] }"], nodes=["n0", "n1"],
+    schedule="0 3 * * *", image_pattern="vllm/vllm-openai:nightly-{{ ds_nodash }}",
+    eval_yaml="{ enabled: true, select: max-conc, limit: 5 }", sim_yaml="{ time-scale: 20, accuracy: 1.0 }",
+    bench_yaml="{ random-range-ratio: 0.8, prompts-per-conc: 4, warmups-per-conc: 1 }")
 
 
 @pytest.fixture(scope="module")
 def home(tmp_path_factory: pytest.TempPathFactory) -> AirflowHome:
     base = tmp_path_factory.mktemp("e2e")
     sweep = base / "sweep.yaml"
-    sweep.write_text(SWEEP.format(key=KEY))
+    sweep.write_text(SWEEP)
     h = AirflowHome(path=base / "airflow", configs=str(sweep), results_url=f"sqlite:///{base / 'results.sqlite'}",
                     work_dir=base / "work")
     h.migrate()

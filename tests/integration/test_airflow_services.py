@@ -14,37 +14,16 @@ import httpx
 import pytest
 from sqlalchemy import create_engine, text
 
+from tests.airflow.harness import sim_sweep
 from tests.integration.airflow_services import airflow_stack
 
 pytestmark = pytest.mark.integration
 KEY = "svc-bf16-sim-h100-vllm"
-SWEEP = f"""
-sweep: services
-engine: sim
-schedule: "0 3 * * *"
-image-tag-pattern: "vllm/vllm-openai:nightly-{{{{ ds_nodash }}}}"
-entries:
-  {KEY}:
-    image: vllm/vllm-openai:v0.11.0
-    model: meta-llama/Llama-3.1-8B-Instruct
-    model-prefix: llama3.1-8b
-    runner: sim-h100
-    precision: bf16
-    framework: vllm
-    multinode: false
-    scenarios:
-      fixed-seq-len:
-      - isl: 4096
-        osl: 32
-        search-space:
-        - {{ tp: 1, conc-list: [1, 2] }}
-inventory:
-  sim-h100:
-  - {{ name: svc-node-0, gpus: 8, gpu-memory-gb: 80, gpu-profile: h100 }}
-eval: {{ enabled: true, select: max-conc, limit: 3 }}
-sim: {{ time-scale: 20, accuracy: 1.0 }}
-bench: {{ random-range-ratio: 1.0, prompts-per-conc: 2, warmups-per-conc: 1 }}
-"""
+SWEEP = sim_sweep(
+    KEY, isl=4096, osl=32, points=["{ tp: 1, conc-list: [1, 2] }"], nodes=["svc-node-0"], schedule="0 3 * * *",
+    image_pattern="vllm/vllm-openai:nightly-{{ ds_nodash }}", eval_yaml="{ enabled: true, select: max-conc, limit: 3 }",
+    sim_yaml="{ time-scale: 20, accuracy: 1.0 }",
+    bench_yaml="{ random-range-ratio: 1.0, prompts-per-conc: 2, warmups-per-conc: 1 }")
 
 
 def _pg_up() -> bool:

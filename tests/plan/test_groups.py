@@ -11,7 +11,7 @@ from infersweep.config.sweep import load_sweep
 from infersweep.plan.groups import group_jobs, jobs_by_group
 from infersweep.plan.planner import expand_jobs
 
-DEMO_IDS = ["429cdc2c28e5", "189d23c5b3da", "41b91e8baaff"]
+DEMO_IDS = ["87267e7495aa", "93fe210c0150", "5a89a33b773b"]
 
 
 def test_demo_groups_pinned(repo_root: Path) -> None:

@@ -32,7 +32,16 @@ from infersweep.faults.classify import ClassifiedError
 from infersweep.plan.models import ServeGroup
 from infersweep.recipes.model import Recipe
 from infersweep.store.api import ResultStore
-from infersweep.store.leases import LeaseHolder, NodeLease, acquire_lease, heartbeat, register_nodes, release
+from infersweep.store.leases import (
+    LeaseHolder,
+    NodeLease,
+    acquire_lease,
+    active_leases,
+    expire_stale,
+    heartbeat,
+    register_nodes,
+    release,
+)
 
 log = logging.getLogger(__name__)
 
@@ -137,6 +146,8 @@ def serve(work: dict[str, Any], rc: RunContext) -> dict[str, Any]:
                 "config_error", f"no nodes in the inventory for runner label {group.runner!r}; add "
                 f"`inventory: {{{group.runner}: [{{name: ..., docker-url: ...}}]}}` to the sweep file")
         register_nodes(store.engine, nodes)
+        for stale in expire_stale(store.engine):
+            log.warning("lease %s of %s expired (holder died?); its server will be reaped", stale.id, stale.holder)
         holder = LeaseHolder(dag_id=rc.dag_id, run_id=rc.run_id, group_id=group.id, try_number=rc.try_number)
         lease = acquire_lease(store.engine, runner=group.runner, holder=holder, ttl_s=settings.lease_ttl_s,
                               nodes=nodes)
@@ -148,9 +159,25 @@ def serve(work: dict[str, Any], rc: RunContext) -> dict[str, Any]:
             raise AirflowRescheduleException(datetime.now(UTC) + timedelta(seconds=settings.lease_poke_s))
         node = lease.node_spec(nodes)
         attempt["node"] = node.name
+        if work["engine"] == "vllm-docker":
+            _reap_orphans(node, store)
         handle = _start(work, node, settings, store, rc, lease)
         return {**work, "handle": dataclasses.asdict(handle), "lease": lease.model_dump(mode="json"),
                 "node": node.model_dump(mode="json", by_alias=True)}
+
+
+def _reap_orphans(node: Node, store: ResultStore) -> None:
+    """Remove infersweep containers on `node` whose run holds no live lease (their task died with them)."""
+    from infersweep.engines.reaper import reap_node
+
+    def run_active(run_id: str) -> bool:
+        return any(lease.holder.split("/")[1] == run_id for lease in active_leases(store.engine))
+
+    try:
+        for gone in reap_node(node, run_active):
+            log.warning("reaped orphan container %s (run %s) on %s", gone.name, gone.run_id, node.name)
+    except Exception as exc:  # the start that follows reports an unreachable engine with its own class
+        log.warning("reaper on %s failed: %s", node.name, exc)
 
 
 def _start(work: dict[str, Any], node: Node, settings: AirflowSettings, store: ResultStore, rc: RunContext,

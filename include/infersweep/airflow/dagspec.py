@@ -11,7 +11,7 @@ import json
 from pydantic import BaseModel, ConfigDict
 
 from infersweep.config.sweep import Sweep
-from infersweep.plan.models import Job
+from infersweep.plan.models import Job, seq_len_name
 from infersweep.plan.planner import PlanFilters, expand_jobs
 
 REPORT_PLUGIN_URL = "/infersweep/"
@@ -34,11 +34,6 @@ class DagSpec(BaseModel):
     n_points: int
     tags: tuple[str, ...]
     doc_md: str
-
-
-def seq_len_name(isl: int, osl: int) -> str:
-    """`1k1k`, `8k1k` (InferenceX names), else `ISLxOSL`."""
-    return f"{isl // 1024}k{osl // 1024}k" if isl % 1024 == 0 and osl % 1024 == 0 else f"{isl}x{osl}"
 
 
 def _doc_md(key: str, sweep: Sweep, n_points: int) -> str:

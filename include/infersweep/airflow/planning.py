@@ -11,7 +11,6 @@ from datetime import date
 from typing import Any
 
 from infersweep.airflow.context import RunContext, open_store
-from infersweep.airflow.dagspec import seq_len_name
 from infersweep.airflow.params import advanced_conf
 from infersweep.airflow.settings import AirflowSettings
 from infersweep.config.sweep import Sweep, load_sweep
@@ -55,7 +54,7 @@ def select_groups(sweep: Sweep, config_key: str, params: dict[str, Any]) -> list
     jobs = expand_jobs(sweep, PlanFilters(config_keys=(config_key,), single_node=True))
     groups = []
     for g in group_jobs(jobs):
-        if seq_lens and seq_len_name(g.isl, g.osl) not in seq_lens:
+        if seq_lens and g.seq_len not in seq_lens:
             continue
         if not _wanted(g, params):
             continue

@@ -18,8 +18,13 @@ INFERENCEX_JOB_KEYS: tuple[str, ...] = (
 )
 
 
-class Job(BaseModel):
-    """One benchmark point: one (config key, isl/osl, search-space point, conc)."""
+def seq_len_name(isl: int, osl: int) -> str:
+    """InferenceX's shape name: 1k1k, 8k1k, else `<isl>_<osl>`."""
+    return {(1024, 1024): "1k1k", (8192, 1024): "8k1k"}.get((isl, osl), f"{isl}_{osl}")
+
+
+class ServerSpec(BaseModel):
+    """What one server is: the config key, image, model and topology. Shared by jobs and serve groups."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -39,10 +44,15 @@ class Job(BaseModel):
     dcp_size: int = 1
     pcp_size: int = 1
     spec_decoding: str = "none"
-    conc: int
     max_model_len: int
     exp_name: str
     disagg: bool = False
+
+
+class Job(ServerSpec):
+    """One benchmark point: one (config key, isl/osl, search-space point, conc)."""
+
+    conc: int
     run_eval: bool = False
 
     def to_inferencex(self) -> dict[str, Any]:
@@ -51,35 +61,14 @@ class Job(BaseModel):
         return {k: d[k.replace("-", "_")] for k in INFERENCEX_JOB_KEYS}
 
 
-class ServeGroup(BaseModel):
+class ServeGroup(ServerSpec):
     """Jobs that differ only in `conc`: one server boot serves all of them.
 
     `id` is a short, stable fingerprint of the canonical recipe inputs (everything but conc), so the
     same topology gets the same id across runs, machines and config-file reorderings.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
     id: str
-    config_key: str
-    image: str
-    model: str
-    model_prefix: str
-    precision: str
-    framework: str
-    runner: str
-    isl: int
-    osl: int
-    tp: int
-    ep: int = 1
-    dp_attn: bool = False
-    pp: int = 1
-    dcp_size: int = 1
-    pcp_size: int = 1
-    spec_decoding: str = "none"
-    max_model_len: int
-    exp_name: str
-    disagg: bool = False
     concs: tuple[int, ...] = Field(description="ascending")
     eval_concs: tuple[int, ...] = ()
 
@@ -106,7 +95,7 @@ class ServeGroup(BaseModel):
     @property
     def seq_len(self) -> str:
         """InferenceX's shape name: 1k1k, 8k1k, else `<isl>_<osl>`."""
-        return {(1024, 1024): "1k1k", (8192, 1024): "8k1k"}.get((self.isl, self.osl), f"{self.isl}_{self.osl}")
+        return seq_len_name(self.isl, self.osl)
 
     @property
     def name(self) -> str:
