@@ -100,6 +100,12 @@ def _default_gsm8k_dir() -> str | None:
     return str(shared) if (shared / "test.jsonl").exists() else None
 
 
+def _served_context(served: dict[str, Any], rc: RunContext) -> tuple[AirflowSettings, ResultStore, ServeGroup, NodeLease]:
+    """What every task after `serve` needs: settings, the run's store, its group and the node lease."""
+    settings = AirflowSettings.from_env()
+    return settings, open_store(rc, settings), _group(served), _lease(served)
+
+
 def _handle(served: dict[str, Any]) -> ServerHandle:
     return ServerHandle(**served["handle"])
 
@@ -306,10 +312,7 @@ def benchmark(served: dict[str, Any], rc: RunContext) -> dict[str, Any]:
     """Every pending concurrency, ascending; each point is stored as it finishes, a retry resumes."""
     from infersweep.bench import run_benchmark
 
-    settings = AirflowSettings.from_env()
-    store = open_store(rc, settings)
-    group = _group(served)
-    lease = _lease(served)
+    settings, store, group, lease = _served_context(served, rc)
     with recorded_attempt(store, rc, group_id=group.id, node=lease.node), _telemetry(served, store, rc.try_number) as sampler:
         done = store.finished_points(group.id)
         failed: list[str] = []
@@ -350,10 +353,7 @@ def evaluate(served: dict[str, Any], rc: RunContext) -> dict[str, Any]:
     """gsm8k (lm-eval scoring) at the group's eval concurrencies on the running server."""
     from infersweep.evals.gsm8k import run_gsm8k
 
-    settings = AirflowSettings.from_env()
-    store = open_store(rc, settings)
-    group = _group(served)
-    lease = _lease(served)
+    settings, store, group, lease = _served_context(served, rc)
     ev = served["eval"]
     out: dict[str, Any] = {}
     with recorded_attempt(store, rc, group_id=group.id, node=lease.node):
@@ -387,10 +387,7 @@ def evaluate(served: dict[str, Any], rc: RunContext) -> dict[str, Any]:
 
 def teardown(served: dict[str, Any], rc: RunContext) -> dict[str, Any]:
     """Stop the server (logs first), store the log, release the lease, flush the spool."""
-    settings = AirflowSettings.from_env()
-    store = open_store(rc, settings)
-    group = _group(served)
-    lease = _lease(served)
+    settings, store, group, lease = _served_context(served, rc)
     with recorded_attempt(store, rc, group_id=group.id, node=lease.node):
         text = _engine(served, settings, rc.run_id).stop(_handle(served))
         store.record_server_log(group_id=group.id, text=text, try_number=rc.try_number, node=lease.node)
