@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import signal
 import socket
 import subprocess
 import sys
@@ -13,6 +11,7 @@ import urllib.request
 import pytest
 
 from infersweep.bench import BenchConfig, run_benchmark
+from tests.procs import stop_process_groups
 
 pytestmark = pytest.mark.integration
 
@@ -50,12 +49,7 @@ def sim_url(tokenizer_dir):
             time.sleep(0.2)
         yield url
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=5)
+        stop_process_groups([proc], grace_s=15)
 
 
 @pytest.mark.parametrize("chat", [False, True])

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
 import socket
 import subprocess
 import sys
@@ -17,6 +15,7 @@ import pytest
 
 from infersweep.evals.data import Gsm8kData
 from infersweep.evals.gsm8k import run_gsm8k
+from tests.procs import stop_process_groups
 
 from .conftest import final_answer
 
@@ -76,14 +75,7 @@ def _wait_healthy(proc: subprocess.Popen[bytes], base: str, *, deadline_s: float
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is not None:
-        return
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=20)
+    stop_process_groups([proc], grace_s=20)
 
 
 @pytest.mark.integration

@@ -1,3 +1,4 @@
+
 """Start Airflow's real services (api-server, scheduler, dag-processor, triggerer) on Postgres for a test.
 
 Each service runs under its own session (setsid) so the whole process group can be stopped; nothing is
@@ -9,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import signal
 import socket
 import subprocess
 import sys
@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+
+from tests.procs import stop_process_groups
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVICES = ("api-server", "scheduler", "dag-processor", "triggerer")
@@ -140,16 +142,6 @@ def airflow_stack(tmp: Path, *, configs: str, extra_env: dict[str, str] | None =
             time.sleep(2)
         yield stack
     finally:
-        for proc in stack.procs.values():
-            try:
-                os.killpg(proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-        for proc in stack.procs.values():
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=10)
+        stop_process_groups(stack.procs.values())
         for db in (meta_db, results_db):
             _pg_admin(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')

@@ -5,13 +5,14 @@ receives exactly those tasks; planning and finalizing go to the default queue's 
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from tests.procs import stop_process_groups
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -67,11 +68,4 @@ def test_real_celery_workers_receive_their_queue(monkeypatch: pytest.MonkeyPatch
         assert landed == queues, f"tasks landed on the wrong worker: {landed} vs {queues}"
     finally:
         sys.path.remove(str(Path(__file__).parent))
-        for proc in workers.values():
-            os.killpg(proc.pid, signal.SIGTERM)
-        for proc in workers.values():
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=10)
+        stop_process_groups(workers.values())

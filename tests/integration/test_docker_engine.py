@@ -12,7 +12,6 @@ import io
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tarfile
@@ -31,6 +30,7 @@ from infersweep.engines.docker import LABEL_RUN_ID, DockerEngine, GpuRuntimeUnav
 from infersweep.engines.reaper import reap
 from infersweep.engines.telemetry import SimMetricsSource, TelemetrySampler, source_for
 from infersweep.recipes.model import Mount, Recipe
+from tests.procs import stop_process_groups
 
 pytestmark = pytest.mark.integration
 
@@ -93,14 +93,7 @@ def dockerd() -> Iterator[str]:
 
 
 def _stop_process_group(proc: subprocess.Popen) -> None:
-    if proc.poll() is not None:
-        return
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
+    stop_process_groups([proc])
 
 
 @pytest.fixture(scope="session")

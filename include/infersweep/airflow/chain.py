@@ -6,11 +6,11 @@ backends pick a free port, since several "nodes" of a simulated fleet share one 
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import dataclasses
 import json
 import logging
+import os
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -24,7 +24,7 @@ from infersweep.airflow.context import (
     recorded_attempt,
     sim_tokenizer_dir,
 )
-from infersweep.airflow.settings import AirflowSettings
+from infersweep.airflow.settings import REPO_ROOT, AirflowSettings
 from infersweep.config.inventory import Node
 from infersweep.engines.base import Engine, EngineError, ServerHandle
 from infersweep.engines.registry import get_engine
@@ -89,13 +89,9 @@ def _answer_key(work: dict[str, Any], settings: AirflowSettings) -> Path | None:
 
 def _default_gsm8k_dir() -> str | None:
     """A local GSM8K copy when present (INFERSWEEP_GSM8K_DIR, or the repo's ../shared), else the hub."""
-    import os
-
     env = os.environ.get("INFERSWEEP_GSM8K_DIR")
     if env:
         return env
-    from infersweep.airflow.settings import REPO_ROOT
-
     shared = REPO_ROOT.parent / "shared" / "data" / "gsm8k"
     return str(shared) if (shared / "test.jsonl").exists() else None
 
@@ -395,8 +391,3 @@ def teardown(served: dict[str, Any], rc: RunContext) -> dict[str, Any]:
         store.record_group({"id": group.id}, status="done", finished_at=datetime.now(UTC))
         flushed = store.flush()
         return {"released": released, "log_bytes": len(text), "spool_complete": flushed.complete}
-
-
-def run_async(coro: Any) -> Any:
-    """Run a coroutine from a sync task body."""
-    return asyncio.run(coro)

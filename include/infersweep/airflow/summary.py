@@ -33,15 +33,15 @@ def points_table(points: list[ReportPoint]) -> list[str]:
 
 def render_demo_summary(run_ids: list[str], settings: AirflowSettings) -> str:
     """Summary of the demo's runs read back from the results store (so it shows what was stored)."""
-    from infersweep.report.service import build_report
+    from infersweep.report.html import render_report
+    from infersweep.report.service import write_atomic
     from infersweep.report.store_source import load_runs
     from infersweep.report.summary import summarize_runs
     from infersweep.store.db import get_engine
     from infersweep.store.views import failure_breakdown
 
     engine = get_engine(None)
-    selectors = [f"*/{r}" for r in run_ids]
-    points = load_runs(engine, [s.split("/", 1)[1] for s in selectors]) if run_ids else []
+    points = load_runs(engine, run_ids) if run_ids else []
     out = ["", "=" * 100, "infersweep demo summary", "=" * 100]
     for s in summarize_runs(points):
         out.append(f"{s.label}: {s.ratio} (engine {s.engine}, images {', '.join(s.images)})")
@@ -50,6 +50,7 @@ def render_demo_summary(run_ids: list[str], settings: AirflowSettings) -> str:
     if fails:
         out.append("failures by class: " + ", ".join(f"{f['failure_kind']}×{f['n']} ({f['source']})" for f in fails))
     report: Path = settings.work_dir / "reports" / "demo.html"
-    build_report(report, runs=[s.split("/", 1)[1] for s in selectors], title="infersweep demo")
+    # Rendered from the points already loaded for the table: one read of the store, not two.
+    write_atomic(report, render_report(points, title="infersweep demo", subtitle=f"Runs {', '.join(run_ids)}."))
     out.append(f"HTML report (Pareto frontier: throughput/GPU vs tok/s/user): {report}")
     return "\n".join(out)
