@@ -14,8 +14,10 @@ import argparse
 import os
 
 import numpy as np
+import orjson
 import uvloop
 from _harness import TOKENIZER, get_json, loadavg, mock_server, now
+from _rawclient import run_raw
 
 from infersweep.bench import BenchConfig
 from infersweep.bench.dataset import build_requests
@@ -32,6 +34,7 @@ def main() -> None:
     ap.add_argument("--isl", type=int, default=128)
     ap.add_argument("--osl", type=int, default=64)
     ap.add_argument("--conc", type=int, nargs="+", default=[1, 64, 256])
+    ap.add_argument("--min-requests", type=int, default=100, help="per C; p99 of 20 samples is their max")
     ap.add_argument("--random-range-ratio", type=float, default=1.0, help="0.8 de-synchronises the waves")
     a = ap.parse_args()
     os.sched_setaffinity(0, {1})
@@ -45,9 +48,10 @@ def main() -> None:
         f"{'deliver p50':>11s} {'p99':>7s} | {'send→recv p50':>13s} {'p99':>7s} | ok | "
         f"{'TTFT(write) p50':>15s} {'p99':>7s} ok | client lag p99"
     )
+    floors: list[tuple[int, int, list[float], list[float], list[float]]] = []
     with mock_server("--ttft-ms", str(a.ttft_ms), "--itl-ms", str(a.itl_ms), "--stamp", cores={0}) as url:
         for c in a.conc:
-            n = max(20, 2 * c)
+            n = max(a.min_requests, 2 * c)
             cfg = BenchConfig(base_url=url, model="mock", tokenizer=TOKENIZER, isl=a.isl, osl=a.osl, conc=c,
                               num_prompts=n, warmups=min(c, 32), workers=1,
                               random_range_ratio=a.random_range_ratio)  # fmt: skip
@@ -72,6 +76,18 @@ def main() -> None:
                 arr = np.asarray(xs) * 1000
                 return float(np.percentile(np.abs(arr) if absolute else arr, pct))
 
+            # the transport floor in the same run: a raw-socket client against the same mock, same traffic
+            port = int(url.rsplit(":", 1)[1])
+            prompts = [orjson.loads(r.body)["prompt"] for r in specs]
+            raw = uvloop.run(run_raw(port, [orjson.loads(r.body)["prompt"] for r in warm], prompts, a.osl, c))
+            stamps = get_json(url + "/stamps")
+            f_ttft = [r.ttft - (stamps[r.rid]["sends"][0] - stamps[r.rid]["recv"]) for r in raw]  # type: ignore[index]
+            f_tpot = [
+                r.tpot
+                - (stamps[r.rid]["sends"][-1] - stamps[r.rid]["sends"][0]) / (len(stamps[r.rid]["sends"]) - 1)  # type: ignore[index]
+                for r in raw
+            ]
+            floors.append((c, len(raw), f_ttft, f_tpot, d_ttft))
             ok = q(d_ttft, 99) <= 0.5 and q(d_tpot, 99) <= 0.5
             ok_w = q(d_ttft_w, 99) <= 0.5 and q(d_tpot, 99) <= 0.5
             print(
@@ -87,6 +103,19 @@ def main() -> None:
         "# send→recv = mock receipt − client send (includes the mock's own scheduling delay on a busy core)"
     )
     print("# TTFT(write) = first read − the moment aiohttp wrote the request (its request path excluded)")
+    print()
+    print("# transport floor: a raw-socket client (bench/_rawclient.py) against the same mock, same traffic")
+    print(f"{'C':>4s} {'n':>5s} | {'floor TTFT p50':>14s} {'p99':>7s} | {'floor TPOT p50':>14s} {'p99':>7s} | "
+          f"{'ours − floor: TTFT p50':>22s} {'p99':>7s}")  # fmt: skip
+
+    def pct(xs: list[float], p: float) -> float:
+        return float(np.percentile(np.abs(np.asarray(xs)) * 1000, p))
+
+    for c, n, f_ttft, f_tpot, d_ttft in floors:
+        print(
+            f"{c:4d} {n:5d} | {pct(f_ttft, 50):14.3f} {pct(f_ttft, 99):7.3f} | {pct(f_tpot, 50):14.4f} "
+            f"{pct(f_tpot, 99):7.4f} | {pct(d_ttft, 50) - pct(f_ttft, 50):22.3f} {pct(d_ttft, 99) - pct(f_ttft, 99):7.3f}"
+        )
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -160,3 +161,36 @@ def test_stalled_stream_fails_the_request_not_the_run(tokenizer_dir):
         )
     assert res["failed"] == 2 and not res["infersweep"]["passed"]
     assert all(e.startswith("stalled: no token event for 0.3 s") for e in res["errors"])
+
+
+def test_issue_gate_one_request_path_at_a_time(tokenizer_dir):
+    """A wave of C requests goes through the request path one at a time: each send stamp follows the
+    previous request's write, so no TTFT holds another request's path; the wait is reported."""
+    from infersweep.bench.dataset import build_requests
+    from infersweep.bench.runner import run_shard
+
+    with ServerThread(package_mock(ttft_s=0.005, itl_s=0.001, stamp=True)) as srv:
+        c = cfg(srv.url, tokenizer_dir, conc=16, num_prompts=32)
+        tok = load_tokenizer(str(tokenizer_dir))
+        import uvloop
+
+        run = uvloop.run(run_shard(c, [], build_requests(c, tok, 32), 16, None))
+    spans = sorted((r.t_sent, r.t_written) for r in run.records)
+    assert all(r.success and r.t_written >= r.t_sent for r in run.records)
+    # gate intervals [t_sent, t_written] never overlap
+    assert all(nxt[0] >= prev[1] for prev, nxt in itertools.pairwise(spans))
+    assert any(r.issue_wait > 0 for r in run.records)  # the first wave queued at the gate
+
+
+def test_issue_gate_released_by_a_request_that_never_writes(tokenizer_dir):
+    """A request that fails before its write (connection refused) opens the gate for the next one."""
+    import socket
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()  # nothing listens here
+    res = run_benchmark(cfg(f"http://127.0.0.1:{port}", tokenizer_dir, conc=3, num_prompts=6, warmups=0))
+    assert res["failed"] == 6 and res["completed"] == 0  # all six were attempted: the gate never stuck
+    assert all("Connect" in e or "connect" in e for e in res["errors"])
+    assert "p99_issue_wait_ms" in res["infersweep"]["client_request_path"]

@@ -17,7 +17,7 @@ import numpy as np
 from infersweep.bench.config import BenchConfig
 from infersweep.bench.dataset import RequestSpec
 from infersweep.bench.records import RequestRecord
-from infersweep.bench.transport import stream_request
+from infersweep.bench.transport import IssueGate, stream_request
 
 
 def arrival_offsets(n: int, rate: float, burstiness: float, seed: int) -> list[float] | None:
@@ -98,11 +98,13 @@ async def drive(
 
     dog = StallWatchdog(recs, cfg.stall_timeout_s) if cfg.stall_timeout_s else None
     dog_task = asyncio.create_task(dog.run()) if dog else None
+    gate = IssueGate()
 
     async def send(i: int) -> None:
         # x-request-id lets server logs (and the timing-truth mock) be joined with our records
         hdrs = {**headers, "X-Request-Id": f"infersweep-{specs[i].index}"}
-        req = stream_request(session, url, hdrs, specs[i], recs[i], chat=cfg.chat, save_text=cfg.save_texts)
+        req = stream_request(session, url, hdrs, specs[i], recs[i], chat=cfg.chat, save_text=cfg.save_texts,
+                             gate=gate)  # fmt: skip
         await (dog.guard(i, req) if dog else req)
 
     try:

@@ -28,6 +28,9 @@ class RequestRecord:
     # when the request bytes were handed to the socket (aiohttp's chunk-sent hook fires right before the
     # write); t_written − t_sent is the client's own request-path time, which vLLM's TTFT includes too
     t_written: float = 0.0
+    # time spent waiting for the issue gate (another request of this client was being written); it
+    # happens before t_sent, so it is not in TTFT, and is reported as the client's issue delay
+    issue_wait: float = 0.0
 
     @property
     def success(self) -> bool:
@@ -82,7 +85,7 @@ class RequestRecord:
         return (
             self.index, self.prompt_len, self.output_len, self.t_sched, self.t_sent, self.read_times,
             self.read_events, self.usage_prompt_tokens, self.usage_completion_tokens, self.error, self.text,
-            self.t_written,
+            self.t_written, self.issue_wait,
         )  # fmt: skip
 
     @classmethod

@@ -101,6 +101,7 @@ def build_result(
     written = [r for r in recs if r.success and r.t_written]
     send_path = stats_ms([r.t_written - r.t_sent for r in written], "request_path")
     ttft_write = stats_ms([r.read_times[0] - r.t_written for r in written], "ttft_from_write")
+    issue_wait = stats_ms([r.issue_wait for r in recs if r.t_sent], "issue_wait")
     steady = steady_state(recs, cfg.conc)
     if steady.get("available"):
         steady["start_offset_s"] = float(steady["start_offset_s"]) - run.t_start  # type: ignore[arg-type]
@@ -175,7 +176,7 @@ def build_result(
         },
         "warmups": {"requests": cfg.n_warmups, "failed": run.warmup_failed, "errors": run.warmup_errors},
         "per_request_tpot_s": [request_tpot(r) for r in recs],
-        "client_request_path": {**send_path, **ttft_write},
+        "client_request_path": {**send_path, **ttft_write, **issue_wait},
         "steady_state": steady,
         "timeline": tl,
         "client_health": health,

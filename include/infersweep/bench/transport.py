@@ -7,6 +7,7 @@ never leaks into TTFT/ITL.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -40,11 +41,41 @@ def make_session(conc: int, *, total_timeout_s: float, connect_timeout_s: float)
     )
 
 
+class IssueGate:
+    """Lets one request at a time through the client's request path, from its send stamp to its write.
+
+    On Python 3.11 aiohttp writes the body in a task scheduled behind every other ready task, so when a
+    closed loop restarts many streams at once (a wave of equal-length requests ending together) each
+    request's send stamp would include the request paths of all the others (~0.1 ms each: 6 ms at C = 64).
+    Through the gate, a request stamps ``t_sent`` only once the previous one is on the socket, so its TTFT
+    holds its own request path only; the wait is recorded as ``issue_wait`` and reported, not hidden."""
+
+    def __init__(self) -> None:
+        self._lock = asyncio.Lock()
+        self._holder: RequestRecord | None = None
+
+    async def enter(self, rec: RequestRecord) -> None:
+        """Wait for the gate, then stamp ``rec.t_sent`` (and how long the wait was)."""
+        t0 = time.perf_counter()
+        await self._lock.acquire()
+        self._holder = rec
+        rec.t_sent = time.perf_counter()
+        rec.issue_wait = rec.t_sent - t0
+
+    def leave(self, rec: RequestRecord) -> None:
+        """Open the gate if ``rec`` holds it (on its write, or when it failed before writing)."""
+        if self._holder is rec:
+            self._holder = None
+            self._lock.release()
+
+
 async def _stamp_written(_session: Any, ctx: Any, _params: Any) -> None:
     """aiohttp fires this right before it writes the request body (with the coalesced headers)."""
-    rec = ctx.trace_request_ctx
-    if isinstance(rec, RequestRecord) and not rec.t_written:
+    rec, gate = ctx.trace_request_ctx
+    if not rec.t_written:
         rec.t_written = time.perf_counter()
+    if gate is not None:
+        gate.leave(rec)
 
 
 def _has_output(choice: dict[str, Any]) -> bool:
@@ -69,6 +100,7 @@ async def stream_request(
     *,
     chat: bool,
     save_text: bool,
+    gate: IssueGate | None = None,
 ) -> None:
     """Send ``spec`` and fill ``rec`` with send/arrival times, usage and any error (never raises)."""
     perf = time.perf_counter
@@ -77,9 +109,12 @@ async def stream_request(
     counts = rec.read_events
     pieces: list[str] = []
     buf = b""
-    rec.t_sent = perf()
+    if gate is not None:
+        await gate.enter(rec)
+    else:
+        rec.t_sent = perf()
     try:
-        async with session.post(url, data=spec.body, headers=headers, trace_request_ctx=rec) as resp:
+        async with session.post(url, data=spec.body, headers=headers, trace_request_ctx=(rec, gate)) as resp:
             if resp.status != 200:
                 body = (await resp.read())[:_MAX_ERROR_BODY].decode("utf-8", "replace")
                 rec.error = f"HTTP {resp.status} {resp.reason}: {body}"
@@ -145,5 +180,7 @@ async def stream_request(
     except Exception as exc:  # any transport/parse failure fails this request only
         rec.error = f"{type(exc).__name__}: {exc}"[:_MAX_ERROR_BODY]
     finally:
+        if gate is not None:
+            gate.leave(rec)  # a request that failed before its write must not hold the gate
         if save_text:
             rec.text = "".join(pieces)
