@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import socket
@@ -48,23 +49,50 @@ def _pg_reachable() -> bool:
         return False
 
 
-@pytest.fixture(scope="session")
-def pg_url() -> Iterator[str]:
-    """A fresh Postgres database for this test session, dropped afterwards. Skips when Postgres is down."""
+ADMIN_DSN = f"host={PG_HOST} port={PG_PORT} user=postgres dbname=postgres connect_timeout=5"
+
+
+@contextlib.contextmanager
+def fresh_pg_database(prefix: str = "infersweep_test") -> Iterator[str]:
+    """Create `<prefix>_<random>` on the machine's Postgres, yield its URL, drop it (FORCE) afterwards."""
+    import psycopg
+
+    name = f"{prefix}_{os.getpid()}_{secrets.token_hex(3)}"
+    with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"postgresql+psycopg://postgres@{PG_HOST}:{PG_PORT}/{name}"
+    finally:
+        from infersweep.store.db import dispose_engines
+
+        dispose_engines()
+        with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _fresh_pg_url(prefix: str) -> Iterator[str]:
     if not _pg_reachable():
         pytest.skip(f"PostgreSQL not reachable at {PG_HOST}:{PG_PORT}")
     import psycopg
 
-    name = f"infersweep_test_{os.getpid()}_{secrets.token_hex(3)}"
-    admin = f"host={PG_HOST} port={PG_PORT} user=postgres dbname=postgres connect_timeout=5"
     try:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
+        with fresh_pg_database(prefix) as url:
+            yield url
     except psycopg.OperationalError as exc:
         pytest.skip(f"PostgreSQL at {PG_HOST}:{PG_PORT} refused a test database: {exc}")
-    yield f"postgresql+psycopg://postgres@{PG_HOST}:{PG_PORT}/{name}"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    """A fresh Postgres database shared by this test session, dropped afterwards. Skips when Postgres is down."""
+    yield from _fresh_pg_url("infersweep_test")
+
+
+@pytest.fixture(scope="module")
+def module_pg_url() -> Iterator[str]:
+    """A fresh Postgres database for one test module (for tests that count every row). Skips when Postgres is
+    down."""
+    yield from _fresh_pg_url("infersweep_mod")
 
 
 @pytest.fixture

@@ -169,10 +169,11 @@ def test_empty_folder_is_an_error(tmp_path: Path) -> None:
 
 
 def test_shipped_configs_load(repo_root: Path) -> None:
-    """configs/ loads: the demo and the MiniMax-M3 Hopper example with its quirks and inventory."""
+    """configs/ loads: the demo, the MiniMax-M3 Hopper example with its quirks and inventory, and the real
+    vLLM CPU sweep (SmolLM2-135M)."""
     sweep = load_sweep([repo_root / "configs"])
     assert {"llama3.1-8b-bf16-sim-h100-vllm", "minimaxm3-fp8-h200-vllm", "minimaxm3-fp8-h100-vllm",
-            "minimaxm3-fp8-h200-vllm-mtp"} == set(sweep.entries)
+            "minimaxm3-fp8-h200-vllm-mtp", "smollm2-135m-fp32-cpu-vllm"} == set(sweep.entries)
     assert [n.name for n in sweep.nodes_for("sim-h100")] == ["sim-h100-0", "sim-h100-1"]
     assert sweep.settings_for("minimaxm3-fp8-h200-vllm").engine == "vllm-docker"
     quirks = sweep.quirks_for("minimaxm3", "MiniMaxAI/MiniMax-M3-MXFP8")
@@ -218,5 +219,5 @@ def test_shared_inventory_file_and_missing_master(tmp_path: Path) -> None:
     write(tmp_path / "b.yaml", "sweep: b\ninventory-files: [inv.yaml]\n")
     assert [n.name for n in load_sweep([tmp_path]).nodes_for("h200")] == ["n0"]
     bad = write(tmp_path / "c" / "c.yaml", "sweep: c\nmasters: [nope.yaml]\n")
-    with pytest.raises(ConfigError, match=r"nope.yaml: file not found \(referenced at .*c.yaml:2\)"):
+    with pytest.raises(ConfigError, match=r"c.yaml:2: masters\[0\]: .*nope.yaml: file not found \(allowed: "):
         load_sweep([bad])

@@ -21,7 +21,7 @@ def test_duplicate_keys_are_reported_with_both_lines() -> None:
     issues = IssueCollector()
     parse_yaml("a: 1\nb: 2\na: 3\n", "f.yaml", issues)
     assert [str(i) for i in issues.issues] == [
-        "f.yaml:3: duplicate key 'a' (first defined on line 1) "
+        "f.yaml:3: a: duplicate key 'a' (first defined on line 1) "
         "(allowed: each key once per mapping; merge or rename the duplicate)"]
 
 

@@ -63,8 +63,13 @@ def test_rest_trigger_backfill_and_results_on_postgres(tmp_path: Path) -> None:
         # Unauthenticated calls are refused: auth is on.
         assert httpx.get(f"{stack.base_url}/api/v2/dags", timeout=10).status_code == 401
         # Bad params fail the trigger with the message (400), before any run exists.
+        runs_before = client.get(f"/dags/{KEY}/dagRuns").json()["total_entries"]
         bad = client.post(f"/dags/{KEY}/dagRuns", json={"logical_date": None, "conf": {"tp": [3]}})
-        assert bad.status_code == 400 and "tp" in bad.text, bad.text
+        assert bad.status_code == 400, bad.text
+        assert "Invalid input for param tp: 3 is not one of [1]" in bad.json()["detail"], bad.text
+        untagged = client.post(f"/dags/{KEY}/dagRuns", json={"logical_date": None, "conf": {"image": "vllm/vllm-openai"}})
+        assert untagged.status_code == 400 and "Invalid input for param image" in untagged.json()["detail"]
+        assert client.get(f"/dags/{KEY}/dagRuns").json()["total_entries"] == runs_before  # no run was created
         # Unpausing a catchup=False cron DAG creates its latest scheduled run; let it finish first
         # (max_active_runs=1).
         assert client.patch(f"/dags/{KEY}", json={"is_paused": False}).status_code == 200

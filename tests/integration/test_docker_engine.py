@@ -8,13 +8,11 @@ root under a short /tmp path) and is stopped and deleted at the end.
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import shutil
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 import urllib.request
@@ -99,24 +97,9 @@ def _stop_process_group(proc: subprocess.Popen) -> None:
 @pytest.fixture(scope="session")
 def rootfs_image(dockerd: str) -> str:
     """`docker import` of a rootfs with only dirs and usr-merge symlinks (the host /usr is mounted at run)."""
-    import docker
+    from tests.reliability.outages import import_rootfs
 
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        for d in ("usr", "etc", "tmp", "proc", "sys", "dev", "root", "run", "var/tmp"):
-            info = tarfile.TarInfo(d)
-            info.type, info.mode = tarfile.DIRTYPE, 0o1777 if d.endswith("tmp") else 0o755
-            tar.addfile(info)
-        for link, target in (("bin", "usr/bin"), ("lib", "usr/lib"), ("lib64", "usr/lib64"), ("sbin", "usr/sbin")):
-            info = tarfile.TarInfo(link)
-            info.type, info.linkname = tarfile.SYMTYPE, target
-            tar.addfile(info)
-    client = docker.DockerClient(base_url=dockerd, timeout=60)
-    try:
-        client.api.import_image_from_data(buf.getvalue(), repository=IMAGE.split(":")[0], tag=IMAGE.split(":")[1])
-    finally:
-        client.close()
-    return IMAGE
+    return import_rootfs(dockerd, IMAGE)
 
 
 def _python_mounts(repo_root: Path) -> tuple[Mount, ...]:

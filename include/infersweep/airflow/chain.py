@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import time
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,6 +20,7 @@ from typing import Any
 
 from infersweep.airflow.context import (
     RunContext,
+    _safe,
     free_port,
     open_store,
     recorded_attempt,
@@ -34,11 +36,13 @@ from infersweep.recipes.model import Recipe
 from infersweep.store.api import ResultStore
 from infersweep.store.leases import (
     LeaseHolder,
+    LeaseLost,
     NodeLease,
     acquire_lease,
     active_leases,
     expire_stale,
     heartbeat,
+    lease_active,
     register_nodes,
     release,
 )
@@ -157,20 +161,34 @@ def serve(work: dict[str, Any], rc: RunContext) -> dict[str, Any]:
             from airflow.sdk.exceptions import AirflowRescheduleException
 
             # No free node: give the worker slot back and ask again later (sensor reschedule semantics).
-            log.info("no free %s node for %s; rescheduling in %.0fs", group.runner, group.id, settings.lease_poke_s)
-            raise AirflowRescheduleException(datetime.now(UTC) + timedelta(seconds=settings.lease_poke_s))
+            delay = settings.lease_poke_delay(rc.reschedules)
+            log.info("no free %s node for %s; rescheduling in %.0fs", group.runner, group.id, delay)
+            raise AirflowRescheduleException(datetime.now(UTC) + timedelta(seconds=delay))
         node = lease.node_spec(nodes)
         attempt["node"] = node.name
-        if work["engine"] == "vllm-docker":
-            _reap_orphans(node, store)
+        _reap_orphans(node, store, work["engine"], settings)
         handle = _start(work, node, settings, store, rc, lease)
         return {**work, "handle": dataclasses.asdict(handle), "lease": lease.model_dump(mode="json"),
                 "node": node.model_dump(mode="json", by_alias=True)}
 
 
-def _reap_orphans(node: Node, store: ResultStore) -> None:
-    """Remove infersweep containers on `node` whose run holds no live lease (their task died with them)."""
-    from infersweep.engines.reaper import reap_node
+def _reap_orphans(node: Node, store: ResultStore, engine_name: str, settings: AirflowSettings) -> None:
+    """Stop servers whose task died with them, once a node is leased.
+
+    Docker: infersweep containers on `node` whose run holds no live lease. Local servers (sim, process):
+    every server this host recorded whose lease has ended (expired or released), whichever node it served:
+    they all share this host's CPUs/GPUs.
+    """
+    from infersweep.engines.reaper import ServerRegistry, reap_local, reap_node
+
+    if engine_name in LOCAL_ENGINES:
+        try:
+            for srv in reap_local(ServerRegistry(_registry_dir(settings)), lambda t: lease_active(store.engine, t)):
+                log.warning("reaped orphan server %s of %s on %s (pids %s)%s", srv.server_id, srv.holder,
+                            srv.node, list(srv.pids), "" if srv.removed else f": {srv.error}")
+        except Exception as exc:  # never block a start on the reaper; the lease keeps the node exclusive
+            log.warning("local reaper failed: %s", exc)
+        return
 
     def run_active(run_id: str) -> bool:
         return any(lease.holder.split("/")[1] == run_id for lease in active_leases(store.engine))
@@ -182,6 +200,69 @@ def _reap_orphans(node: Node, store: ResultStore) -> None:
         log.warning("reaper on %s failed: %s", node.name, exc)
 
 
+#: Backends whose servers run on the worker's host (reaped through the local registry, not Docker labels).
+LOCAL_ENGINES = ("sim", "vllm-process")
+
+
+def _registry_dir(settings: AirflowSettings) -> Path:
+    """This host's record of the local servers it started (the reaper's evidence)."""
+    return settings.work_dir / "local-servers"
+
+
+def _register(handle: ServerHandle, server_id: str, lease: NodeLease, settings: AirflowSettings) -> None:
+    from infersweep.engines.reaper import LocalServer, ServerRegistry
+
+    ServerRegistry(_registry_dir(settings)).add(LocalServer.from_pid(
+        server_id=server_id, lease_token=lease.token, lease_id=lease.id, node=lease.node, holder=lease.holder,
+        pid=int(handle.extra["pid"]), pgid=int(handle.extra.get("pgid") or handle.extra["pid"]),
+        create_time=handle.extra.get("create_time"), log_path=handle.log_path))
+
+
+def _relet(served: dict[str, Any], rc: RunContext, settings: AirflowSettings) -> dict[str, Any]:
+    """`served` whose lease still holds; else a new lease (rescheduling while no node is free).
+
+    A retried task whose worker was killed finds its lease expired once the TTL has passed: the node may
+    already serve another group and the old server is an orphan. Then the task leases a node again as its
+    own try, reaps orphans (its old server among them) and returns `served` with the new lease and node;
+    the dead-server check that follows starts a fresh server there. A database that cannot be reached
+    counts as "lease still held" until the expiry it last confirmed (see `heartbeat`).
+    """
+    from infersweep.store.spool import UNAVAILABLE
+
+    store = open_store(rc, settings)
+    lease = _lease(served)
+    try:
+        expire_stale(store.engine)  # our own lease too, if this task outlived its TTL
+    except UNAVAILABLE as exc:
+        log.warning("could not expire stale leases (results DB unreachable: %s)", type(exc).__name__)
+    try:
+        heartbeat(store.engine, lease, ttl_s=settings.lease_ttl_s)
+        return served
+    except LeaseLost:
+        pass
+    group, nodes = _group(served), _nodes(served)
+    holder = LeaseHolder(dag_id=rc.dag_id, run_id=rc.run_id, group_id=group.id, try_number=rc.try_number)
+    new = acquire_lease(store.engine, runner=group.runner, holder=holder, ttl_s=settings.lease_ttl_s, nodes=nodes)
+    if new is None:
+        from airflow.sdk.exceptions import AirflowRescheduleException
+
+        delay = settings.lease_poke_delay(rc.reschedules)
+        log.info("%s lost lease %s; no free %s node, rescheduling in %.0fs", group.id, lease.id, group.runner,
+                 delay)
+        raise AirflowRescheduleException(datetime.now(UTC) + timedelta(seconds=delay))
+    node = new.node_spec(nodes)
+    log.warning("%s: lease %s on %s expired (its task died?); re-leased %s as lease %s", group.id, lease.id,
+                lease.node, node.name, new.id)
+    _reap_orphans(node, store, served["engine"], settings)
+    try:  # normally the reaper just did it; a server it has no record of must not keep serving either
+        _engine(served, settings, rc.run_id).stop(_handle(served), grace_s=10)
+    except Exception as exc:
+        log.warning("%s: could not stop the server of the expired lease: %s", group.id, exc)
+    relet = {**served, "lease": new.model_dump(mode="json"), "node": node.model_dump(mode="json", by_alias=True)}
+    _save_current(relet, settings, rc)
+    return relet
+
+
 def _start(work: dict[str, Any], node: Node, settings: AirflowSettings, store: ResultStore, rc: RunContext,
            lease: NodeLease) -> ServerHandle:
     group = _group(work)
@@ -190,18 +271,39 @@ def _start(work: dict[str, Any], node: Node, settings: AirflowSettings, store: R
     if work["engine"] in ("sim", "vllm-process"):
         recipe = recipe.with_port(free_port())
     recipe = recipe.model_copy(update={"serve_group": group.id})
+    server_id = uuid.uuid4().hex
+    if work["engine"] in LOCAL_ENGINES:
+        # The marker lets the reaper recognise this server's processes (and only them) if its task dies.
+        from infersweep.engines.reaper import SERVER_MARKER_ENV
+
+        recipe = recipe.model_copy(update={"env": {**recipe.env, SERVER_MARKER_ENV: server_id}})
     started = time.monotonic()
     handle: ServerHandle | None = None
     try:
         handle = engine.start(recipe, node)
+        if work["engine"] in LOCAL_ENGINES:
+            _register(handle, server_id, lease, settings)
         engine.wait_ready(handle)
     except BaseException as exc:
-        # A half-started server is stopped here: the teardown only runs after a successful setup.
-        text = engine.stop(handle) if handle is not None else ""
+        # A half-started server is stopped here: the teardown only runs after a successful setup. Stopping
+        # or releasing may fail too (dockerd or the DB restarting): the reaper and the lease TTL clean up
+        # then, and the start's own error is what gets classified.
+        text = ""
+        if handle is not None:
+            try:
+                text = engine.stop(handle)
+            except Exception as stop_exc:
+                log.warning("%s: could not stop the half-started server: %s", group.id, stop_exc)
         if text:
             store.record_server_log(group_id=group.id, text=text, try_number=rc.try_number, node=node.name)
-        release(store.engine, lease)
+        try:
+            release(store.engine, lease)
+        except Exception as rel_exc:
+            log.warning("%s: could not release lease %s (it expires after its TTL): %s", group.id, lease.id,
+                        rel_exc)
         store.record_group({"id": group.id}, status="failed", node=node.name)
+        # The class goes on the group and on each pending point, so summaries and reports show why.
+        store.fail_group(group.id, exc, concs=work["concs"], isl=group.isl, osl=group.osl)
         if isinstance(exc, EngineError):
             raise
         raise EngineError(f"{group.id}: server failed to start on {node.name}: {exc}") from exc
@@ -304,51 +406,157 @@ def warmup(served: dict[str, Any], rc: RunContext) -> dict[str, Any]:
         return {"requests": result.get("completed"), "failed": result.get("failed")}
 
 
-def benchmark(served: dict[str, Any], rc: RunContext) -> dict[str, Any]:
-    """Every pending concurrency, ascending; each point is stored as it finishes, a retry resumes."""
+def _replacement_file(settings: AirflowSettings, rc: RunContext, group_id: str) -> Path:
+    return settings.work_dir / "servers" / f"{_safe(rc.dag_id)}__{_safe(rc.run_id)}__{group_id}.json"
+
+
+def _current(served: dict[str, Any], settings: AirflowSettings, rc: RunContext) -> dict[str, Any]:
+    """`served` with the replacement server's handle when a benchmark retry restarted a dead server.
+
+    The replacement is recorded on the worker's disk (local servers live on that host anyway; a docker
+    replacement keeps the container name, so the orphan reaper finds it if a teardown elsewhere misses it).
+    """
+    path = _replacement_file(settings, rc, served["group"]["id"])
+    if path.is_file():
+        data = json.loads(path.read_text())
+        # {handle, lease, node}: a retry whose lease had expired also leased a node again (`_relet`).
+        return {**served, **data} if "handle" in data else {**served, "handle": data}
+    return served
+
+
+def _save_current(served: dict[str, Any], settings: AirflowSettings, rc: RunContext) -> None:
+    """Record the group's current server handle, lease and node for the tasks after this one."""
+    path = _replacement_file(settings, rc, served["group"]["id"])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({k: served[k] for k in ("handle", "lease", "node")}))
+    tmp.replace(path)
+
+
+def _alive(engine: Engine, handle: ServerHandle, *, probes: int = 3, timeout_s: float = 10.0) -> bool:
+    """The server's process (when the backend can tell) is running and `/health` answers 200."""
+    from infersweep.engines.readiness import http_get
+
+    is_alive = getattr(engine, "is_alive", None)
+    if is_alive is not None and not is_alive(handle):
+        return False
+    for i in range(probes):  # a server that just finished a burst may be slow to answer once
+        if http_get(f"{handle.base_url}/health", timeout_s)[0] == 200:
+            return True
+        if i + 1 < probes:
+            time.sleep(1.0)
+    return False
+
+
+def _death(served: dict[str, Any], engine: Engine, conc: int) -> ClassifiedError | None:
+    """None while the server lives; else the error that classifies its death (root cause from its log).
+
+    A log naming a known root cause (CUDA OOM, illegal memory access, NCCL …) keeps that class and its retry
+    semantics; a server that just vanished is `server_died`, transient (retried once, on a fresh server).
+    """
+    from infersweep.faults.classify import classify
+
+    handle = _handle(served)
+    if _alive(engine, handle):
+        return None
+    tail = engine.logs(handle, tail=40)
+    kind = classify(tail).kind
+    kind = "server_died" if kind in ("unknown", "server_not_ready") else kind
+    return ClassifiedError(kind, f"{served['group']['id']}: the server on {served['node']['name']} died during "
+                                 f"conc {conc}; last log lines:\n{tail}", transient=kind == "server_died" or None)
+
+
+def _restart(served: dict[str, Any], rc: RunContext, settings: AirflowSettings, store: ResultStore,
+             lease: NodeLease, warm_conc: int) -> dict[str, Any]:
+    """A retry found its server dead: keep the dead one's log, start a fresh server on the same leased node,
+    warm it up, and record its handle for evaluate and teardown."""
     from infersweep.bench import run_benchmark
 
+    group = _group(served)
+    engine = _engine(served, settings, rc.run_id)
+    text = engine.stop(_handle(served))
+    if text:
+        store.record_server_log(group_id=group.id, text=text, try_number=rc.try_number, source="server-died",
+                                node=lease.node)
+    heartbeat(store.engine, lease, ttl_s=settings.lease_ttl_s)
+    log.warning("%s: server on %s is gone; restarting it for try %d", group.id, lease.node, rc.try_number)
+    node = Node.model_validate(served["node"])
+    handle = _start(served, node, settings, store, rc, lease)
+    fresh = {**served, "handle": dataclasses.asdict(handle)}
+    _save_current(fresh, settings, rc)
+    run_benchmark(_bench_config(fresh, warm_conc, warmup_only=True))  # measure on a warm server, as in try 1
+    return fresh
+
+
+def benchmark(served: dict[str, Any], rc: RunContext) -> dict[str, Any]:
+    """Every pending concurrency, ascending; each point is stored as it finishes, a retry resumes.
+
+    A server that dies mid-point fails the point (and the task) with its class; the retry starts a fresh
+    server under the same lease and measures only the points without a successful row.
+    """
+    from infersweep.bench import run_benchmark
+
+    settings = AirflowSettings.from_env()
+    served = _relet(_current(served, settings, rc), rc, settings)
     settings, store, group, lease = _served_context(served, rc)
-    with recorded_attempt(store, rc, group_id=group.id, node=lease.node), _telemetry(served, store, rc.try_number) as sampler:
+    with recorded_attempt(store, rc, group_id=group.id, node=lease.node):
         done = store.finished_points(group.id)
-        failed: list[str] = []
-        for conc in sorted(served["concs"]):
-            if conc in done:
-                log.info("%s conc %d already measured in this run; skipping", group.id, conc)
-                continue
-            heartbeat(store.engine, lease, ttl_s=settings.lease_ttl_s)
-            identity = {"engine": served["engine"], "image": served["image"],
-                        "image_digest": served["handle"].get("image_digest"),
-                        "recipe_fingerprint": served["fingerprint"],
-                        "engine_version": served["handle"].get("engine_version"),
-                        "config_key": group.config_key, "gpus": group.gpus}
-            try:
-                result = run_benchmark(_bench_config(served, conc))
-                result.setdefault("infersweep", {})["energy"] = _energy(served, sampler, result)
-            except Exception as exc:
-                store.record_benchmark(group_id=group.id, isl=group.isl, osl=group.osl, conc=conc, error=exc,
-                                       **identity)
-                raise
-            point = measured(served, result)
-            store.record_benchmark(group_id=group.id, isl=group.isl, osl=group.osl, conc=conc, result=point,
-                                   **identity)
-            if point["status"] != "ok":
-                failed.append(f"conc {conc}: {point['error'] or 'failed'}")
-            m = point["metrics"]
-            log.info("%s conc %d: %.1f tok/s/gpu, median TPOT %.2f ms [%s]", group.id, conc,
-                     (m.get("total_token_throughput") or 0.0) / group.gpus, m.get("median_tpot_ms") or 0.0,
-                     point["status"])
-        if failed:
-            text = f"{group.id}: benchmark points failed: " + " | ".join(failed)
-            kind = "length_mismatch" if all("length violations" in f for f in failed) else "failed_requests_over_threshold"
-            raise ClassifiedError(kind, text)
-        return {"measured": sorted(set(served["concs"]) - done)}
+        todo = sorted(set(served["concs"]) - done)
+        engine = _engine(served, settings, rc.run_id)
+        if todo and not _alive(engine, _handle(served)):
+            served = _restart(served, rc, settings, store, lease, max(todo))
+        with _telemetry(served, store, rc.try_number) as sampler:
+            _measure(served, todo, done, group, settings, store, lease, sampler, engine, run_benchmark)
+        return {"measured": todo, "skipped": sorted(done & set(served["concs"]))}
+
+
+def _measure(served: dict[str, Any], todo: list[int], done: set[int], group: ServeGroup,
+             settings: AirflowSettings, store: ResultStore, lease: NodeLease, sampler: Any, engine: Engine,
+             run_benchmark: Any) -> None:
+    for conc in sorted(done & set(served["concs"])):
+        log.info("%s conc %d already measured in this run; skipping", group.id, conc)
+    failed: list[str] = []
+    identity = {"engine": served["engine"], "image": served["image"],
+                "image_digest": served["handle"].get("image_digest"),
+                "recipe_fingerprint": served["fingerprint"],
+                "engine_version": served["handle"].get("engine_version"),
+                "config_key": group.config_key, "gpus": group.gpus}
+    for conc in todo:
+        heartbeat(store.engine, lease, ttl_s=settings.lease_ttl_s)
+        try:
+            result = run_benchmark(_bench_config(served, conc))
+            result.setdefault("infersweep", {})["energy"] = _energy(served, sampler, result)
+        except Exception as exc:
+            died = _death(served, engine, conc)
+            store.record_benchmark(group_id=group.id, isl=group.isl, osl=group.osl, conc=conc,
+                                   error=died or exc, **identity)
+            if died is not None:
+                raise died from exc
+            raise
+        point = measured(served, result)
+        died = _death(served, engine, conc) if point["status"] != "ok" else None
+        store.record_benchmark(group_id=group.id, isl=group.isl, osl=group.osl, conc=conc, result=point,
+                               error=died, **identity)
+        if died is not None:
+            raise died
+        if point["status"] != "ok":
+            failed.append(f"conc {conc}: {point['error'] or 'failed'}")
+        m = point["metrics"]
+        log.info("%s conc %d: %.1f tok/s/gpu, median TPOT %.2f ms [%s]", group.id, conc,
+                 (m.get("total_token_throughput") or 0.0) / group.gpus, m.get("median_tpot_ms") or 0.0,
+                 point["status"])
+    if failed:
+        text = f"{group.id}: benchmark points failed: " + " | ".join(failed)
+        kind = "length_mismatch" if all("length violations" in f for f in failed) else "failed_requests_over_threshold"
+        raise ClassifiedError(kind, text)
 
 
 def evaluate(served: dict[str, Any], rc: RunContext) -> dict[str, Any]:
     """gsm8k (lm-eval scoring) at the group's eval concurrencies on the running server."""
     from infersweep.evals.gsm8k import run_gsm8k
 
+    settings = AirflowSettings.from_env()
+    served = _relet(_current(served, settings, rc), rc, settings)
     settings, store, group, lease = _served_context(served, rc)
     ev = served["eval"]
     out: dict[str, Any] = {}
@@ -363,7 +571,7 @@ def evaluate(served: dict[str, Any], rc: RunContext) -> dict[str, Any]:
                 out=settings.work_dir / "evals" / rc.run_id / f"{group.id}_conc{conc}.jsonl",
             )
             # The sweep file's floor for this model-prefix (InferenceX rule: both filters must reach it).
-            threshold = float(ev.get("threshold") or result.threshold)
+            threshold = float(result.threshold if ev.get("threshold") is None else ev["threshold"])
             passed = result.flexible_extract >= threshold and result.strict_match >= threshold
             record = {**result.store_record(), "isl": group.isl, "osl": group.osl, "threshold": threshold,
                       "passed": passed}
@@ -382,12 +590,22 @@ def evaluate(served: dict[str, Any], rc: RunContext) -> dict[str, Any]:
 
 
 def teardown(served: dict[str, Any], rc: RunContext) -> dict[str, Any]:
-    """Stop the server (logs first), store the log, release the lease, flush the spool."""
+    """Stop the server (logs first), store the log, release the lease, flush the spool.
+
+    If a benchmark retry replaced a dead server, the replacement is stopped too (the original again: idempotent).
+    """
     settings, store, group, lease = _served_context(served, rc)
     with recorded_attempt(store, rc, group_id=group.id, node=lease.node):
-        text = _engine(served, settings, rc.run_id).stop(_handle(served))
+        engine = _engine(served, settings, rc.run_id)
+        current = _current(served, settings, rc)
+        text = engine.stop(_handle(current))
+        if current is not served:
+            engine.stop(_handle(served))
+            _replacement_file(settings, rc, group.id).unlink(missing_ok=True)
         store.record_server_log(group_id=group.id, text=text, try_number=rc.try_number, node=lease.node)
         released = release(store.engine, lease)
+        if current is not served:  # a retry that re-leased a node holds that lease now
+            released = release(store.engine, _lease(current)) or released
         store.record_group({"id": group.id}, status="done", finished_at=datetime.now(UTC))
         flushed = store.flush()
         return {"released": released, "log_bytes": len(text), "spool_complete": flushed.complete}

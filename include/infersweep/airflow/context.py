@@ -28,6 +28,8 @@ class RunContext:
     task_id: str = ""
     try_number: int = 1
     map_index: int = -1
+    #: How often this try was rescheduled so far (a serve waiting for a node); drives the poke backoff.
+    reschedules: int = 0
     params: dict[str, Any] = field(default_factory=dict)
 
     @property

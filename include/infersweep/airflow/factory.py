@@ -39,6 +39,11 @@ def build_sweep_dag(spec: DagSpec, settings: AirflowSettings) -> DAG:
         "retries": 3,
         "retry_delay": timedelta(seconds=15),
         "retry_policy": FailureClassRetryPolicy(),
+        # A chain's later tasks outrank its serve: with more groups than nodes, the groups holding a node
+        # (warmup → benchmark → eval → stop) must not queue behind serves that will only reschedule. Airflow's
+        # default ("downstream") gives serve the highest weight of the chain, which starved the holders in the
+        # soak (bench/soak.py).
+        "weight_rule": "upstream",
     }
     with DAG(
         dag_id=key,

@@ -92,14 +92,36 @@ class AdvancedConf(BaseModel):
 
 
 def advanced_conf(params: dict[str, Any]) -> AdvancedConf:
-    """The advanced keys of a run's params, validated (raises a `config_error` naming the bad key)."""
+    """The advanced keys of a run's params, validated: a bad value or an unknown key (a typo Airflow would
+    otherwise ignore, e.g. `tp_size`) raises one `config_error` naming the key, the problem and the fix."""
+    import difflib
+
+    from infersweep.config.schema_errors import describe
     from infersweep.faults.classify import ClassifiedError
 
+    known = sorted({*_form_keys(), *AdvancedConf.model_fields})
+    problems = []
+    for key in sorted(k for k in params if k not in known):
+        close = difflib.get_close_matches(key, known, n=1)
+        hint = f"did you mean '{close[0]}'? " if close else ""
+        problems.append(f"{key}: unknown run conf key (allowed: {hint}{', '.join(known)})")
     try:
-        return AdvancedConf.model_validate(params)
+        conf = AdvancedConf.model_validate(params)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise ClassifiedError("config_error", f"invalid run conf: {problems}") from None
+        for err in exc.errors(include_url=False):
+            loc = tuple(err["loc"])
+            message, allowed = describe(err, AdvancedConf, loc)
+            field = AdvancedConf.model_fields.get(str(loc[0])) if loc else None
+            fix = allowed or (field.description if field else None)
+            problems.append(f"{'.'.join(map(str, loc))}: {message}" + (f" (allowed: {fix})" if fix else ""))
+    if problems:
+        raise ClassifiedError("config_error", "invalid run conf: " + "; ".join(problems))
+    return conf
+
+
+def _form_keys() -> tuple[str, ...]:
+    """The trigger-form Params every sweep DAG declares (their values were validated by Airflow already)."""
+    return tuple(build_params(seq_lens=(), tps=(), eps=(), concs=(), default_engine="sim", eval_enabled=False))
 
 
 def param_values(params: dict[str, Any]) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from infersweep.faults.classify import ClassifiedError
 from infersweep.plan.groups import group_jobs
 from infersweep.plan.models import ServeGroup
 from infersweep.plan.planner import PlanFilters, expand_jobs
+from infersweep.recipes import rules
 from infersweep.recipes.preflight import preflight
 from infersweep.recipes.vllm import build_recipe
 
@@ -94,6 +95,7 @@ def plan_run(config_key: str, rc: RunContext) -> list[dict[str, Any]]:
     for group in select_groups(sweep, config_key, params):
         group = group.model_copy(update={"image": image, "model": extra.model or group.model})
         quirks = sweep.quirks_for(group.model_prefix, group.model)
+        group = rules.with_quirk_context(group, quirks)
         nodes = sweep.nodes_for(group.runner)
         recipe = build_recipe(group, quirks, served_model_name=group.model)
         verdict = preflight(group, quirks, gpu_memory_gb=nodes[0].gpu_memory_gb if nodes else None)

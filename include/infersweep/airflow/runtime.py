@@ -28,6 +28,14 @@ def finalize_run(config_key: str, rc: RunContext) -> dict[str, Any]:
     store = open_store(rc, settings)
     if rc.params.get("dry_run"):
         return {"status": "dry_run"}
+    if not store.spool.path.exists() and not _run_recorded(store):
+        # The plan task never recorded the run (nothing spooled, nothing in the DB): its config or run conf was
+        # rejected before anything started. Closing it would invent a run row and an empty report for a run
+        # that never was; failing marks the DAG run failed (this task is its leaf).
+        from infersweep.faults.classify import ClassifiedError
+
+        raise ClassifiedError("config_error", f"run {rc.run_id} was rejected before anything started; the plan "
+                              "task's log names the bad config or run conf and the fix")
     status = store.finish_run()
     summary = store.summary()
     failures = store.failures()
@@ -36,6 +44,14 @@ def finalize_run(config_key: str, rc: RunContext) -> dict[str, Any]:
              {f["failure_kind"]: f["n"] for f in failures}, report_path)
     return {"status": status, "summary": _jsonable(summary), "failures": _jsonable(failures),
             "report": str(report_path) if report_path else None}
+
+
+def _run_recorded(store: Any) -> bool:
+    """Whether the results DB has this run (False when it has no schema yet: nothing was ever written).
+    An unreachable DB raises, so the task is retried rather than taking the run for rejected."""
+    from sqlalchemy import inspect
+
+    return bool(inspect(store.engine).has_table("runs") and store.summary())
 
 
 def _write_report(rc: RunContext, settings: AirflowSettings) -> Any:

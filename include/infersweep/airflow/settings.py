@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +32,20 @@ class AirflowSettings:
     work_dir: Path
     hf_conn_id: str | None = None
     parse_cache_dir: Path | None = None
+    #: Ceiling of the poke backoff (seconds). The fleet still notices a freed node within about
+    #: lease_poke_max_s / waiting-groups, since every waiting group pokes on its own clock.
+    lease_poke_max_s: float = 60.0
+
+    def lease_poke_delay(self, reschedules: int = 0) -> float:
+        """Seconds until a serve with no free node asks again.
+
+        Backs off like a sensor's `exponential_backoff` (×1.5 per reschedule, capped at `lease_poke_max_s`),
+        plus up to 50 % jitter so groups that found the fleet busy together do not come back in the same
+        scheduler loop. Without the backoff, G groups on N nodes spend G − N task starts every poke round
+        (each a worker process under the scheduler), which starved the groups holding nodes in the soak.
+        """
+        base = min(self.lease_poke_s * 1.5 ** min(reschedules, 32), max(self.lease_poke_max_s, self.lease_poke_s))
+        return base * (1.0 + 0.5 * random.random())
 
     @classmethod
     def from_env(cls) -> AirflowSettings:
@@ -41,6 +56,7 @@ class AirflowSettings:
             celery_queues=os.environ.get("INFERSWEEP_CELERY_QUEUES", "0") == "1",
             lease_ttl_s=float(os.environ.get("INFERSWEEP_LEASE_TTL_S", "900")),
             lease_poke_s=float(os.environ.get("INFERSWEEP_LEASE_POKE_S", "10")),
+            lease_poke_max_s=float(os.environ.get("INFERSWEEP_LEASE_POKE_MAX_S", "60")),
             work_dir=Path(os.environ.get("INFERSWEEP_WORK_DIR", REPO_ROOT / ".infersweep")),
             hf_conn_id=os.environ.get("INFERSWEEP_HF_CONN_ID") or None,
             parse_cache_dir=None if os.environ.get("INFERSWEEP_PARSE_CACHE", "1") == "0"

@@ -29,6 +29,7 @@ def run_context() -> runtime.RunContext:
         task_id=ti.task_id,
         try_number=int(ti.try_number or 1),
         map_index=int(getattr(ti, "map_index", -1) if getattr(ti, "map_index", None) is not None else -1),
+        reschedules=int(ctx.get("task_reschedule_count") or 0),
         params=param_values(ctx["params"]),
     )
 

@@ -56,7 +56,14 @@ class ConfigIssue:
 
 
 class ConfigError(ValueError):
-    """Bad configuration: every issue found, in file/line order."""
+    """Bad configuration: every issue found, in file/line order.
+
+    `failure_kind` lets `infersweep.faults.classify` fail an Airflow task on it at once: retrying cannot
+    fix a config file, and a retry of the plan task would only repeat the same message.
+    """
+
+    failure_kind = "config_error"
+    failure_transient = False
 
     def __init__(self, issues: Iterable[ConfigIssue]) -> None:
         self.issues: list[ConfigIssue] = sorted(issues, key=ConfigIssue.sort_key)

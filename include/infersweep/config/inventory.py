@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from infersweep.config.master import FieldProblem
+
+#: Schemes docker-py accepts for an engine URL. tcp:// gets TLS from DOCKER_TLS_VERIFY / DOCKER_CERT_PATH.
+DOCKER_URL_SCHEMES = ("unix://", "tcp://", "ssh://", "https://", "http://", "npipe://")
 
 
 class Node(BaseModel):
@@ -22,3 +27,12 @@ class Node(BaseModel):
         description="nodes sharing one HF cache filesystem share a domain (one download per domain)",
     )
     host: str = Field(default="127.0.0.1", description="address clients use to reach served ports")
+
+    @field_validator("docker_url")
+    @classmethod
+    def _docker_url(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith(DOCKER_URL_SCHEMES):
+            raise FieldProblem(f"docker-url {v!r} has no Docker engine scheme",
+                               "unix:///var/run/docker.sock, ssh://user@host, or tcp://host:2376 with TLS "
+                               "(DOCKER_TLS_VERIFY=1, DOCKER_CERT_PATH; see docs/security.md)")
+        return v

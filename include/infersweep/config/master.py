@@ -209,15 +209,20 @@ def entry_problems(entry: MasterEntry) -> list[Problem]:
     for i, cfg in enumerate(entry.scenarios.fixed_seq_len):
         for j, point in enumerate(cfg.search_space):
             base: tuple[PathPart, ...] = ("scenarios", "fixed-seq-len", i, "search-space", j)
-            out.extend(_point_problems(point, base, multinode=entry.multinode))
+            out.extend(_point_problems(point, base, multinode=entry.multinode, framework=entry.framework))
     for i, acfg in enumerate(entry.scenarios.agentic_coding):
         for j, apoint in enumerate(acfg.search_space):
             base = ("scenarios", "agentic-coding", i, "search-space", j)
-            out.extend(_point_problems(apoint, base, multinode=None))
+            out.extend(_point_problems(apoint, base, multinode=None, framework=entry.framework))
     return out
 
 
-def _point_problems(point: FixedSeqLenPoint, base: tuple[PathPart, ...], *, multinode: bool | None) -> list[Problem]:
+#: Frameworks whose single-node servers shard attention heads over `tp` ranks (vLLM: `--tensor-parallel-size`).
+POWER_OF_TWO_TP_FRAMEWORKS = frozenset({"vllm"})
+
+
+def _point_problems(point: FixedSeqLenPoint, base: tuple[PathPart, ...], *, multinode: bool | None,
+                    framework: str) -> list[Problem]:
     out: list[Problem] = []
     has_pd = point.prefill is not None or point.decode is not None
     if point.num_speculative_tokens is not None and point.spec_decoding == "none":
@@ -234,6 +239,17 @@ def _point_problems(point: FixedSeqLenPoint, base: tuple[PathPart, ...], *, mult
                         "use tp/ep/dp-attn here, or set multinode: true"))
         if point.kv_p2p_transfer is not None:
             out.append(((*base, "kv-p2p-transfer"), "kv-p2p-transfer only applies to multinode entries", "drop it"))
+        # vLLM splits the attention heads evenly over the TP ranks and refuses to start when they do not
+        # divide ("Total number of attention heads (32) must be divisible by tensor parallel size (6)"); head
+        # counts are powers of two, so a tp of 3, 6 or 12 would only fail after a GPU node was booked. Under
+        # DP attention tp is the data-parallel size (vLLM runs TP 1 per rank), which has no such rule.
+        tp = point.tp
+        if (framework in POWER_OF_TWO_TP_FRAMEWORKS and tp is not None and not point.dp_attn
+                and tp & (tp - 1) != 0):
+            lower, upper = 1 << (tp.bit_length() - 1), 1 << tp.bit_length()
+            out.append(((*base, "tp"), f"tp {tp} is not a power of two; {framework} shards attention heads evenly "
+                        "over the tensor-parallel ranks and fails at start-up when they do not divide",
+                        f"tp: {lower} or {upper} (1, 2, 4, 8, ...), or dp-attn: true for data-parallel attention"))
     else:
         for key in ("prefill", "decode"):
             if getattr(point, key) is None:

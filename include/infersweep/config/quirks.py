@@ -96,6 +96,11 @@ class ModelQuirks(_Strict):
     cudagraph_overrides: tuple[CudagraphOverride, ...] = Field(default=(), alias="cudagraph-overrides")
     spec_decoding: dict[str, SpecDecodingQuirk] = Field(default_factory=dict, alias="spec-decoding")
     env: dict[str, str] = Field(default_factory=dict)
+    max_model_len: int | None = Field(
+        default=None, alias="max-model-len", gt=0,
+        description="serve with this context length instead of isl + osl + 256 when it is larger, e.g. so "
+        "the few-shot gsm8k eval fits beside a short benchmark shape",
+    )
     # Memory preflight inputs (bytes). Unknown sizes make the verdict "unknown", never a guess.
     checkpoint_bytes: int | None = Field(default=None, alias="checkpoint-bytes", gt=0)
     expert_bytes: int | None = Field(default=None, alias="expert-bytes", ge=0)

@@ -62,34 +62,38 @@ def describe(err: Any, model: type[BaseModel], loc: tuple[PathPart, ...]) -> tup
         hint = f"did you mean '{close[0]}'? " if close else ""
         return f"unknown key '{name}'", hint + ", ".join(keys) if keys else None
     if kind in ("int_type", "int_parsing", "int_from_float"):
-        return f"expected an integer, got {got}", None
+        return f"expected an integer, got {got}", "a whole number without quotes, e.g. 8"
     if kind in ("bool_type", "bool_parsing"):
         return f"expected true or false, got {got}", "true, false"
     if kind in ("string_type", "str_type"):
-        return f"expected a string, got {got}", None
+        return f"expected a string, got {got}", "text; quote values YAML would read as numbers or dates"
     if kind in ("float_type", "float_parsing"):
-        return f"expected a number, got {got}", None
+        return f"expected a number, got {got}", "a number without quotes, e.g. 0.8"
     if kind in ("tuple_type", "list_type"):
-        return f"expected a list, got {got}", None
+        return f"expected a list, got {got}", "a YAML list, e.g. [a, b] or one '- item' per line"
     if kind in ("model_type", "dict_type", "model_attributes_type"):
-        return f"expected a mapping, got {got}", None
+        return f"expected a mapping, got {got}", "key: value pairs"
     if kind == "greater_than":
-        return f"must be greater than {ctx.get('gt')}, got {got}", None
+        return f"must be greater than {ctx.get('gt')}, got {got}", f"a value > {ctx.get('gt')}"
     if kind == "greater_than_equal":
-        return f"must be at least {ctx.get('ge')}, got {got}", None
+        return f"must be at least {ctx.get('ge')}, got {got}", f"a value >= {ctx.get('ge')}"
     if kind == "less_than_equal":
-        return f"must be at most {ctx.get('le')}, got {got}", None
+        return f"must be at most {ctx.get('le')}, got {got}", f"a value <= {ctx.get('le')}"
     if kind == "less_than":
-        return f"must be less than {ctx.get('lt')}, got {got}", None
+        return f"must be less than {ctx.get('lt')}, got {got}", f"a value < {ctx.get('lt')}"
     if kind == "literal_error":
         return f"{got} is not allowed", str(ctx.get("expected", "")).replace("'", "") or None
     if kind == "too_short":
-        return "must not be empty", None
+        return "must not be empty", "at least one item"
+    if kind == "string_too_short":
+        return "must not be empty", "a non-empty string"
+    if kind in ("date_type", "date_parsing", "date_from_datetime_parsing", "date_from_datetime_inexact"):
+        return f"expected a date, got {got}", "YYYY-MM-DD"
     if kind in ("value_error", "assertion_error"):
         original = ctx.get("error")
         message = getattr(original, "message", None) or str(original or err["msg"])
         return message, getattr(original, "allowed", None)
-    return f"{err['msg']} (got {got})", None
+    return f"{err['msg']} (got {got})", "see docs/sweep-config.md for this key"
 
 
 def show(value: Any) -> str:

@@ -17,6 +17,8 @@ DEFAULT_SCHEDULE = "0 2 * * *"
 DEFAULT_THRESHOLD = 0.90
 
 Fraction = Annotated[StrictFloat, Field(gt=0, le=1)]
+#: An accuracy floor; 0 records the eval without gating on it (e.g. a tiny model that exercises the path).
+Threshold = Annotated[StrictFloat, Field(ge=0, le=1)]
 
 
 class _Strict(BaseModel):
@@ -26,8 +28,8 @@ class _Strict(BaseModel):
 class EvalThresholds(_Strict):
     """InferenceX `eval-thresholds.json`: `default` per task, optional per-model-prefix overrides."""
 
-    default: dict[str, Fraction] = Field(default_factory=dict)
-    models: dict[str, dict[str, Fraction]] = Field(default_factory=dict)
+    default: dict[str, Threshold] = Field(default_factory=dict)
+    models: dict[str, dict[str, Threshold]] = Field(default_factory=dict)
 
 
 class EvalSettings(_Strict):
@@ -42,7 +44,7 @@ class EvalSettings(_Strict):
     task: Literal["gsm8k"] = "gsm8k"
     limit: Annotated[StrictInt, Field(gt=0)] | None = Field(default=None, description="questions; None = all 1,319")
     num_fewshot: Annotated[StrictInt, Field(ge=0)] = Field(default=5, alias="num-fewshot")
-    default_threshold: Fraction = Field(default=DEFAULT_THRESHOLD, alias="default-threshold")
+    default_threshold: Threshold = Field(default=DEFAULT_THRESHOLD, alias="default-threshold")
     thresholds: EvalThresholds | None = None
     thresholds_file: StrictStr | None = Field(default=None, alias="thresholds-file",
                                               description="eval-thresholds.json, relative to the sweep file")

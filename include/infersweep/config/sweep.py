@@ -25,7 +25,6 @@ folders (every sweep file in them). All problems in all files are reported toget
 
 from __future__ import annotations
 
-import dataclasses
 import fnmatch
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -35,7 +34,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError, field_validator
 
-from infersweep.config.errors import ConfigIssue, IssueCollector, PathPart
+from infersweep.config.errors import ConfigIssue, IssueCollector, PathPart, format_path
 from infersweep.config.inventory import Node
 from infersweep.config.master import FieldProblem, MasterEntry, entry_problems
 from infersweep.config.quirks import ModelQuirks
@@ -264,7 +263,10 @@ class _SweepLoader:
         if doc is None:
             return
         data = doc.data
-        if isinstance(data, dict) and SWEEP_MARKER in data:
+        if data is None:
+            self.issues.add(doc.file, 1, "file is empty",
+                            allowed=f"a sweep file (starting '{SWEEP_MARKER}: <name>') or an InferenceX master file")
+        elif isinstance(data, dict) and SWEEP_MARKER in data:
             self._add_sweep_file(path, doc)
         elif _looks_like_master(data):
             self.current = None
@@ -497,11 +499,14 @@ class _SweepLoader:
             self.runner_files.append(runners)
 
     def _pin_last_issue(self, doc: YamlDoc, path: tuple[PathPart, ...]) -> None:
-        """A referenced file is missing: say which line referenced it."""
+        """A referenced file is missing or unreadable: report it at the line and key that reference it."""
         last = self.issues.issues[-1]
         if last.line is None:
-            where = f" (referenced at {doc.file}:{doc.line_of(path)})"
-            self.issues.issues[-1] = dataclasses.replace(last, message=last.message + where)
+            self.issues.issues[-1] = ConfigIssue(
+                file=doc.file, line=doc.line_of(path), config_key=None, field_path=format_path(path),
+                message=f"{last.file}: {last.message}",
+                allowed=last.allowed or "an existing file; relative paths start at the sweep file's folder",
+            )
 
     # -- result ---------------------------------------------------------------------------------------
     def finish(self) -> Sweep:

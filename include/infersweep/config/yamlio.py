@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -82,7 +83,12 @@ def parse_yaml(text: str, file: str, issues: IssueCollector) -> YamlDoc | None:
             what = str(exc.problem or exc)
             if exc.context and exc.context_mark is not None:
                 what += f" ({exc.context} started on line {exc.context_mark.line + 1})"
-            issues.add(file, mark.line + 1 if mark else None, f"YAML syntax error: {what}",
+            # The key path of the construct that broke (where it started, else where parsing stopped).
+            at = exc.context_mark or exc.problem_mark
+            # An "end of stream" mark sits one line past the last one; name the last line instead.
+            last_line = max(1, len(text.splitlines()))
+            issues.add(file, min(mark.line + 1, last_line) if mark else None, f"YAML syntax error: {what}",
+                       field_path=key_path_at(text, at.line + 1) if at else "",
                        allowed="valid YAML; check indentation, quotes and ':' after keys")
             return None
         except yaml.YAMLError as exc:
@@ -96,6 +102,37 @@ def parse_yaml(text: str, file: str, issues: IssueCollector) -> YamlDoc | None:
         return doc
     finally:
         loader.dispose()
+
+
+_KEY_LINE = re.compile(r"""(?P<key>'[^']*'|"[^"]*"|[^\s#'"{\[\]},&*!|>%@`-][^:#]*?|-[^\s:#][^:#]*?)\s*:(?:\s|$)""")
+
+
+def key_path_at(text: str, line: int) -> str:
+    """Best-effort key path of `line` (1-based) from block-style indentation alone, for YAML that does not
+    parse: `entries.bad-key.scenarios.fixed-seq-len[0].isl`. Flow collections ({..}, [..]) are not entered."""
+    stack: list[tuple[int, PathPart, bool]] = []  # (column, part, is a sequence item)
+    for raw in text.splitlines()[:line]:
+        rest = raw.lstrip(" ")
+        if not rest or rest.startswith("#"):
+            continue
+        col = len(raw) - len(rest)
+        while rest.startswith("- ") or rest == "-":
+            # A sequence item: siblings share its column; its parent key may sit at the same column.
+            index = 0
+            while stack and (stack[-1][0] > col or (stack[-1][0] == col and stack[-1][2])):
+                c, part, is_item = stack.pop()
+                if c == col and is_item and isinstance(part, int):
+                    index = part + 1
+            stack.append((col, index, True))
+            stripped = rest[1:].lstrip(" ")
+            col += len(rest) - len(stripped)
+            rest = stripped
+        m = _KEY_LINE.match(rest)
+        if m:
+            while stack and stack[-1][0] >= col:
+                stack.pop()
+            stack.append((col, m.group("key").strip("'\""), False))
+    return format_path([part for _, part, _ in stack])
 
 
 class _Builder:
@@ -143,7 +180,7 @@ class _Builder:
             line = key_node.start_mark.line + 1
             if key in seen:
                 self.issues.add(self.doc.file, line, f"duplicate key '{key}' (first defined on line {seen[key]})",
-                                field_path=format_path(path),
+                                field_path=format_path((*path, key)),
                                 allowed="each key once per mapping; merge or rename the duplicate")
             else:
                 seen[key] = line

@@ -21,9 +21,10 @@ from typing import TYPE_CHECKING, Any
 from infersweep.config.inventory import Node
 from infersweep.engines import readiness
 from infersweep.engines.base import Engine, EngineError, ServerHandle
-from infersweep.engines.credentials import resolve_hf_token
+from infersweep.engines.credentials import docker_client_kwargs, resolve_hf_token
 from infersweep.engines.readiness import tail_lines
 from infersweep.recipes.model import Recipe
+from infersweep.store.logs import redact
 
 if TYPE_CHECKING:
     import docker
@@ -486,7 +487,7 @@ class DockerEngine(Engine):
         try:
             path = Path(handle.log_path)
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(text)
+            path.write_text(redact(text))  # the container saw the HF token; its log copy must not keep it
         except OSError as exc:
             log.warning("docker: could not write %s: %s", handle.log_path, exc)
 
@@ -494,9 +495,8 @@ class DockerEngine(Engine):
 def _make_client(docker_url: str | None, timeout_s: float) -> docker.DockerClient:
     import docker
 
-    if docker_url:
-        return docker.DockerClient(base_url=docker_url, timeout=int(timeout_s))
-    return docker.from_env(timeout=int(timeout_s))
+    # A node's docker-url gets the same TLS settings (DOCKER_TLS_VERIFY / DOCKER_CERT_PATH) as DOCKER_HOST.
+    return docker.DockerClient(**docker_client_kwargs(docker_url), timeout=int(timeout_s))
 
 
 def _container_logs(container: Container, handle: ServerHandle) -> str | None:

@@ -90,7 +90,8 @@ class PgAdvisoryLock:
             keepalives=1, keepalives_idle=30, application_name="infersweep-download-lock",
         )
         try:
-            conn.execute(f"SET lock_timeout = {max(1, int(timeout_s * 1000))}")
+            # set_config() instead of SET: SET cannot take a bound parameter.
+            conn.execute("SELECT set_config('lock_timeout', %s, false)", (str(max(1, int(timeout_s * 1000))),))
             t0 = time.monotonic()
             try:
                 conn.execute("SELECT pg_advisory_lock(%s)", (key.pg_key(),))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shutil
 import signal
 import subprocess
 import tempfile
@@ -56,6 +57,15 @@ def redact_argv(argv: list[str]) -> list[str]:
     return out
 
 
+#: Prefix of a server's private temp dir; `stop` only ever deletes a directory carrying it.
+_TMP_PREFIX = "isw-srv-"
+
+
+def vllm_executable() -> str:
+    """The `vllm` program recipes start: `$INFERSWEEP_VLLM_BIN` (e.g. a separate venv's), else `vllm` on PATH."""
+    return os.environ.get("INFERSWEEP_VLLM_BIN") or "vllm"
+
+
 def _safe(s: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", s)[:80]
 
@@ -74,10 +84,19 @@ class ProcessEngine(Engine):
 
     # --- start -------------------------------------------------------------------------------------
     def command(self, recipe: Recipe, node: Node | None) -> list[str]:
-        """The argv to run (the recipe's, unchanged). Subclasses map recipes onto other programs."""
+        """The recipe's argv; for `vllm serve`, the program is `vllm_executable()` and `--host` the node's.
+
+        Subclasses map recipes onto other programs.
+        """
         if not recipe.argv:
             raise EngineError("the recipe has an empty argv")
-        return list(recipe.argv)
+        argv = list(recipe.argv)
+        if argv[:2] == ["vllm", "serve"]:
+            argv[0] = vllm_executable()
+            if not any(a == "--host" or a.startswith("--host=") for a in argv):
+                # vLLM binds 0.0.0.0 by default; a local server listens only where its clients reach it.
+                argv += ["--host", node.host if node is not None else "127.0.0.1"]
+        return argv
 
     def start(self, recipe: Recipe, node: Node | None = None) -> ServerHandle:
         """Spawn the server in a new session (its own process group) and return at once."""
@@ -86,6 +105,13 @@ class ProcessEngine(Engine):
         stamp = time.strftime("%Y%m%dT%H%M%S")
         log_path = self.log_dir / f"{self.name}-{_safe(recipe.serve_group or 'server')}-{recipe.port}-{stamp}-{os.getpid()}.log"
         env = {**os.environ, **recipe.env}
+        tmp_dir = None
+        if Path(argv[0]).name == "vllm" and argv[1:2] == ["serve"]:
+            # A private temp dir: vLLM puts its ZMQ IPC sockets (/tmp/<uuid>, 7 per start) in TMPDIR or
+            # VLLM_RPC_BASE_PATH and never removes them; `stop` deletes the directory. Kept short (in the
+            # system temp dir, not the log dir) because a unix socket path is limited to 107 bytes.
+            tmp_dir = tempfile.mkdtemp(prefix=_TMP_PREFIX)
+            env = {**os.environ, "TMPDIR": tmp_dir, "VLLM_RPC_BASE_PATH": tmp_dir, **recipe.env}
         with open(log_path, "ab") as log:
             log.write(f"# infersweep {self.name}: {' '.join(redact_argv(argv))}\n".encode())
             log.flush()
@@ -93,6 +119,8 @@ class ProcessEngine(Engine):
                 proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                         env=env, start_new_session=True)
             except OSError as exc:
+                if tmp_dir:
+                    shutil.rmtree(tmp_dir, ignore_errors=True)
                 raise EngineError(f"cannot start {argv[0]!r}: {exc.strerror or exc}") from exc
         self._procs[proc.pid] = proc
         try:
@@ -104,7 +132,7 @@ class ProcessEngine(Engine):
             base_url=f"http://{host}:{recipe.port}", id=str(proc.pid), log_path=str(log_path), backend=self.name,
             node=node.name if node is not None else None,
             extra={"pid": proc.pid, "pgid": proc.pid, "create_time": create_time, "argv": redact_argv(argv),
-                   "ready_timeout_s": recipe.ready_timeout_s, "started_at": time.time()},
+                   "ready_timeout_s": recipe.ready_timeout_s, "started_at": time.time(), "tmp_dir": tmp_dir},
         )
 
     # --- liveness ----------------------------------------------------------------------------------
@@ -172,6 +200,7 @@ class ProcessEngine(Engine):
             return self.logs(handle)
         pgid = int(handle.extra["pgid"])
         if self._leader_reused(handle):
+            _remove_tmp_dir(handle)
             handle.extra["stopped"] = True
             return self.logs(handle)
         _killpg(pgid, signal.SIGTERM)
@@ -184,6 +213,7 @@ class ProcessEngine(Engine):
         proc = self._procs.pop(int(handle.extra["pid"]), None)
         if proc is not None:
             handle.extra["exit_code"] = proc.poll()
+        _remove_tmp_dir(handle)
         handle.extra["stopped"] = True
         return self.logs(handle)
 
@@ -205,6 +235,13 @@ class ProcessEngine(Engine):
             time.sleep(delay)
             delay = min(delay * 2, 0.25)
         return True
+
+
+def _remove_tmp_dir(handle: ServerHandle) -> None:
+    """Delete the server's private temp dir (sockets, scratch files) once its process group is gone."""
+    tmp = handle.extra.get("tmp_dir")
+    if tmp and Path(tmp).name.startswith(_TMP_PREFIX):
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _killpg(pgid: int, sig: signal.Signals) -> None:

@@ -6,6 +6,8 @@ local-process backend, with the recipe's flags mapped onto the simulator by `rec
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -21,6 +23,36 @@ from infersweep.engines.sim.profiles import (
 )
 from infersweep.recipes.hardware import gpu_for_runner
 from infersweep.recipes.model import Recipe
+
+#: Fault injection (reliability tests, drills): JSON `{selector: [sim fault flags]}`, where a selector is
+#: "*", "tp=N" or a serve-group id, e.g. `{"tp=2": ["--die-after-requests", "9", "--fault-once", "/tmp/m"]}`.
+#: Only the sim's fault flags are accepted, so this can never change what a healthy server measures.
+FAULTS_ENV = "INFERSWEEP_SIM_FAULTS"
+_FAULT_FLAGS = ("--fail-at-start", "--die-after-requests", "--startup-delay", "--fault-once")
+
+
+def fault_args(recipe: Recipe, spec: str | None = None) -> list[str]:
+    """The fault flags `INFERSWEEP_SIM_FAULTS` (or `spec`) injects into this recipe's server."""
+    raw = os.environ.get(FAULTS_ENV, "") if spec is None else spec
+    if not raw.strip():
+        return []
+    try:
+        faults = json.loads(raw)
+        if not isinstance(faults, dict) or not all(isinstance(v, list) for v in faults.values()):
+            raise ValueError("expected a JSON object of selector -> list of flags")
+    except ValueError as exc:
+        raise EngineError(f"{FAULTS_ENV}: {exc}; e.g. {{\"tp=2\": [\"--die-after-requests\", \"9\"]}}") from exc
+    argv = list(recipe.argv)
+    tp = argv[argv.index("--tensor-parallel-size") + 1] if "--tensor-parallel-size" in argv[:-1] else "1"
+    out: list[str] = []
+    for selector, flags in faults.items():
+        if selector in ("*", f"tp={tp}", recipe.serve_group):
+            bad = [f for f in flags if str(f).startswith("-") and str(f).split("=")[0] not in _FAULT_FLAGS]
+            if bad:
+                raise EngineError(f"{FAULTS_ENV}: only fault flags are allowed ({', '.join(_FAULT_FLAGS)}), "
+                                  f"got {bad}")
+            out += [str(f) for f in flags]
+    return out
 
 
 class SimulatedEngine(ProcessEngine):
@@ -77,7 +109,7 @@ class SimulatedEngine(ProcessEngine):
         try:
             argv = recipe_to_sim_argv(recipe, model_profile=self.model_profile,
                                       gpu_profile=self.gpu_profile_for(node), time_scale=self.time_scale,
-                                      extra=self.extra_args)
+                                      extra=[*self.extra_args, *fault_args(recipe)])
         except ValueError as exc:
             raise EngineError(f"cannot run this recipe on the simulator: {exc}") from exc
         return sim_command(argv, self.python)

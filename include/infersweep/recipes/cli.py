@@ -89,12 +89,13 @@ def recipe_json(
 
 
 def recipe_command(
+    ctx: typer.Context,
     config: list[Path] | None = typer.Option(
         None, "--config", help="Sweep files, folders of sweep files, or master files (repeatable; default configs/)."),
-    config_key: str = typer.Option(..., "--config-key", help="Config key, e.g. minimaxm3-fp8-h200-vllm."),
-    isl: int = typer.Option(..., "--isl", min=1),
-    osl: int = typer.Option(..., "--osl", min=1),
-    tp: int = typer.Option(..., "--tp", min=1),
+    config_key: str | None = typer.Option(None, "--config-key", help="Config key, e.g. minimaxm3-fp8-h200-vllm."),
+    isl: int | None = typer.Option(None, "--isl", min=1),
+    osl: int | None = typer.Option(None, "--osl", min=1),
+    tp: int | None = typer.Option(None, "--tp", min=1),
     ep: int = typer.Option(1, "--ep", min=1),
     dp_attn: bool = typer.Option(False, "--dp-attn", help="DP attention (DEP) layout."),
     conc: list[int] | None = typer.Option(None, "--conc", min=1, help="Concurrencies to size for (default: the group's)."),
@@ -103,10 +104,21 @@ def recipe_command(
     hf_cache: str | None = typer.Option(None, "--hf-cache", help="Host HF hub cache to mount into the container."),
     served_model_name: str | None = typer.Option(None, "--served-model-name"),
 ) -> None:
-    """Print the vLLM serve recipe of one serve group as JSON (image, argv, env, gpus, port, memory)."""
+    """Print the vLLM serve recipe of one serve group as JSON (image, argv, env, gpus, port, memory).
+
+    Needs --config-key, --isl, --osl and --tp. `infersweep recipe validate-cli` checks recipes against vLLM.
+    """
     from infersweep.config.errors import ConfigError
     from infersweep.config.sweep import load_sweep
     from infersweep.recipes.errors import RecipeError
+
+    if ctx.invoked_subcommand is not None:
+        return
+    missing = [flag for flag, value in (("--config-key", config_key), ("--isl", isl), ("--osl", osl), ("--tp", tp))
+               if value is None]
+    if config_key is None or isl is None or osl is None or tp is None:
+        _fail(f"missing option(s) {', '.join(missing)}: `infersweep recipe` prints the recipe of one serve group "
+              "(or run a subcommand: validate-cli)")
 
     try:
         sweep = load_sweep(config or [Path("configs")])
@@ -124,6 +136,72 @@ def recipe_command(
     sys.stdout.write(json.dumps(out, indent=2) + "\n")
 
 
+def validate_cli_command(
+    configs: list[Path] | None = typer.Argument(
+        None, help="Sweep files or folders whose recipes must parse (default configs/)."),
+    vllm_python: Path | None = typer.Option(
+        None, "--vllm-python", help="Interpreter of the vLLM install to ask (default $INFERSWEEP_VLLM_PYTHON, "
+        "else .venv-vllm/bin/python)."),
+    fixtures: bool = typer.Option(
+        False, "--fixtures", help="Also summarise the vLLM entries of the InferenceX master files (informational)."),
+    fixtures_dir: Path = typer.Option(
+        Path("../shared/fixtures/inferencex"), "--fixtures-dir", help="Folder of *master*.yaml files."),
+    quirks: Path | None = typer.Option(
+        None, "--quirks", help="Quirks for master-file models (default with --fixtures: configs/quirks.yaml)."),
+    json_out: Path | None = typer.Option(None, "--json", help="Also write the full report (every recipe) here."),
+    timeout: float = typer.Option(300.0, "--timeout", min=1, help="Seconds the vLLM probe may take."),
+) -> None:
+    """Parse every planned vLLM recipe with the installed vLLM's own `vllm serve` parser; start nothing.
+
+    Prints one table per source and image: recipes checked, ok, unknown flags (flags this vLLM version
+    lacks), invalid values, groups without a recipe. Exits 1 when a recipe of CONFIGS fails, 2 on bad input
+    or when vLLM cannot be asked; fixture results never change the exit code.
+    """
+    from infersweep.config.errors import ConfigError
+    from infersweep.config.sweep import load_sweep
+    from infersweep.recipes.cli_check import (
+        Collected,
+        ProbeError,
+        check_sources,
+        collect_recipes,
+        default_vllm_python,
+        format_report,
+        load_quirks_file,
+    )
+
+    paths = configs or [Path("configs")]
+    sources: list[Collected] = []
+    try:
+        sources.append(collect_recipes(load_sweep(paths), name="configs", paths=[str(p) for p in paths],
+                                       blocking=True))
+        if fixtures:
+            masters = sorted(fixtures_dir.glob("*master*.yaml"))
+            if not masters:
+                _fail(f"--fixtures: no *master*.yaml files in {fixtures_dir} (set --fixtures-dir)")
+            table = load_quirks_file(quirks or Path("configs") / "quirks.yaml")
+            for master in masters:
+                sources.append(collect_recipes(load_sweep([master]), name=f"fixtures {master.name}",
+                                               paths=[str(master)], blocking=False, fallback_quirks=table))
+        elif quirks is not None:
+            _fail("--quirks only applies with --fixtures (sweep files name their own quirks-files)")
+    except (ConfigError, ValueError) as exc:
+        _fail(str(exc))
+    try:
+        report = check_sources(sources, vllm_python=vllm_python or default_vllm_python(), timeout_s=timeout)
+    except ProbeError as exc:
+        _fail(str(exc))
+    sys.stdout.write(format_report(report))
+    if json_out is not None:
+        json_out.write_text(report.model_dump_json(indent=2) + "\n")
+    if report.blocking_failures:
+        typer.echo(f"error: {report.blocking_failures} recipe(s) of {', '.join(map(str, paths))} do not parse with "
+                   f"vLLM {report.vllm_version}", err=True)
+        raise typer.Exit(1)
+
+
 def register(app: typer.Typer) -> None:
-    """Attach this package's commands to the top-level app."""
-    app.command("recipe")(recipe_command)
+    """Attach this package's commands to the top-level app: `recipe` (one group's recipe) and its subcommands."""
+    recipe_app = typer.Typer(invoke_without_command=True, no_args_is_help=False, add_completion=False)
+    recipe_app.callback()(recipe_command)
+    recipe_app.command("validate-cli")(validate_cli_command)
+    app.add_typer(recipe_app, name="recipe")

@@ -147,7 +147,7 @@ def preflight(group: ServeGroup, quirks: ModelQuirks | None, gpu_memory_gb: floa
     per_rank_conc = math.ceil(group.max_conc / rules.data_parallel_size(group))
     spec_tokens = rules.num_speculative_tokens(group, quirks)
     needed = per_rank_conc * (group.isl + group.osl + spec_tokens)
-    mml = rules.max_model_len(group)
+    mml = rules.max_model_len(rules.with_quirk_context(group, quirks))
     weights, why_w = _weights_per_rank(group, q)
     draft, why_d = _draft_per_rank(group, q)
     kv_per_token = _kv_bytes_per_token_per_rank(group, q)

@@ -102,6 +102,14 @@ def max_model_len(group: ServeGroup) -> int:
     return group.max_model_len or group.isl + group.osl + MAX_MODEL_LEN_SLACK
 
 
+def with_quirk_context(group: ServeGroup, quirks: ModelQuirks | None) -> ServeGroup:
+    """`group` with the quirks' `max-model-len` when it is larger than the group's own (else unchanged)."""
+    want = quirks.max_model_len if quirks else None
+    if want is None or want <= max_model_len(group):
+        return group
+    return group.model_copy(update={"max_model_len": want})
+
+
 def max_num_batched_tokens(group: ServeGroup) -> int:
     """Seed rule: 2 x isl, so one full prompt plus decode tokens fit in a scheduler step."""
     return 2 * group.isl

@@ -150,7 +150,7 @@ def build_recipe(
     argv += parallel_args(group)
     argv += [
         "--gpu-memory-utilization", _format_gmu(rules.resolve_gmu(group, quirks)),
-        "--max-model-len", str(rules.max_model_len(group)),
+        "--max-model-len", str(rules.max_model_len(rules.with_quirk_context(group, quirks))),
     ]
     batching = [
         "--max-cudagraph-capture-size", str(rules.capture_size(group, quirks)),

@@ -13,6 +13,7 @@ and the nodes become free.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Sequence
 from datetime import datetime, timedelta
@@ -24,7 +25,10 @@ from sqlalchemy import exc as sa_exc
 from infersweep.config.inventory import Node
 from infersweep.store.db import is_postgres, write_transaction
 from infersweep.store.models import NodeLeaseRow, NodeRow, utcnow
+from infersweep.store.spool import UNAVAILABLE
 from infersweep.store.upsert import upsert
+
+log = logging.getLogger(__name__)
 
 
 class LeaseLost(RuntimeError):
@@ -178,22 +182,42 @@ def _try_acquire(engine: Engine, runner: str, holder: LeaseHolder | str, holder_
         return _lease(row)
 
 
+#: Expiry last confirmed by the database, per lease token, in this process (see `heartbeat`).
+_confirmed_until: dict[str, datetime] = {}
+
+
 def heartbeat(engine: Engine, lease: NodeLease, *, ttl_s: float | None = None,
               now: datetime | None = None) -> NodeLease:
-    """Extend the lease (by its original TTL unless `ttl_s` is given); raises LeaseLost if it is gone."""
+    """Extend the lease (by its original TTL unless `ttl_s` is given); raises LeaseLost if it is gone.
+
+    If the database cannot be reached (a Postgres restart), the lease is still ours until the expiry the
+    database last confirmed to this process: nobody can expire it earlier, so the holder keeps working and
+    the lease is returned unchanged. Past that expiry the connection error is raised.
+    """
     t = now or utcnow()
     ttl = timedelta(seconds=ttl_s) if ttl_s is not None else lease.expires_at - lease.heartbeat_at
     table = NodeLeaseRow.tbl()
-    with write_transaction(engine) as conn:
-        row = conn.execute(
-            update(table)
-            .where(table.c.id == lease.id, table.c.token == lease.token, table.c.released_at.is_(None))
-            .values(heartbeat_at=t, expires_at=t + ttl)
-            .returning(*table.c)
-        ).first()
+    try:
+        with write_transaction(engine) as conn:
+            row = conn.execute(
+                update(table)
+                .where(table.c.id == lease.id, table.c.token == lease.token, table.c.released_at.is_(None))
+                .values(heartbeat_at=t, expires_at=t + ttl)
+                .returning(*table.c)
+            ).first()
+    except UNAVAILABLE as exc:
+        until = max(_confirmed_until.get(lease.token, lease.expires_at), lease.expires_at)
+        if t < until:
+            log.warning("lease %s on %s: results DB unreachable (%s); lease valid until %s, continuing",
+                        lease.id, lease.node, type(exc).__name__, until.isoformat())
+            return lease
+        raise
     if row is None:
+        _confirmed_until.pop(lease.token, None)
         raise LeaseLost(f"lease {lease.id} on node {lease.node} was released or expired")
-    return _lease(row)
+    renewed = _lease(row)
+    _confirmed_until[lease.token] = renewed.expires_at
+    return renewed
 
 
 def release(engine: Engine, lease: NodeLease, *, now: datetime | None = None) -> bool:
@@ -220,6 +244,15 @@ def expire_stale(engine: Engine, now: datetime | None = None) -> list[NodeLease]
             .returning(*table.c)
         ).all()
     return [_lease(r) for r in rows]
+
+
+def lease_active(engine: Engine, token: str) -> bool | None:
+    """Whether the lease with `token` is still held: True, False (released or expired), or None when this
+    database has no such lease (the reaper then leaves its server alone: it cannot tell)."""
+    table = NodeLeaseRow.tbl()
+    with engine.connect() as conn:
+        row = conn.execute(select(table.c.released_at).where(table.c.token == token)).first()
+    return None if row is None else row.released_at is None
 
 
 def active_leases(engine: Engine, runner: str | None = None) -> list[NodeLease]:

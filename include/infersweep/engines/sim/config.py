@@ -78,6 +78,8 @@ class SimConfig(BaseModel):
     fail_at_start: Literal["kv-oom"] | None = None
     die_after_requests: int | None = Field(default=None, ge=1)
     startup_delay: float = Field(default=0.0, ge=0)
+    fault_once: str | None = Field(
+        default=None, description="marker file: the fault flags fire only while it is absent; firing creates it")
     ignored_flags: tuple[str, ...] = ()
 
     @model_validator(mode="after")
@@ -161,6 +163,9 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--fail-at-start", choices=["kv-oom"], help="exit at start-up with vLLM's KV OOM error")
     f.add_argument("--die-after-requests", type=int, help="exit abruptly after N requests")
     f.add_argument("--startup-delay", type=float, default=0.0, help="seconds before the server listens")
+    f.add_argument("--fault-once", metavar="PATH",
+                   help="fire --fail-at-start/--die-after-requests only if PATH is absent, creating it when the "
+                        "fault fires (a transient crash: the restarted server runs clean)")
     v = p.add_argument_group("vLLM flags accepted and ignored")
     for flag, kind in _IGNORED_VLLM_FLAGS.items():
         dest = "ignored_" + flag.lstrip("-").replace("-", "_")
@@ -205,7 +210,7 @@ def parse_sim_argv(argv: Sequence[str]) -> SimConfig:
             stream_interval=ns.stream_interval, merge_late_steps=ns.merge_late_steps, step_overhead_ms=ns.step_overhead_ms, tokenizer=ns.tokenizer,
             answer_key=ns.answer_key, accuracy=ns.accuracy, answer_seed=ns.answer_seed, seed=ns.seed,
             fail_at_start=ns.fail_at_start, die_after_requests=ns.die_after_requests,
-            startup_delay=ns.startup_delay, ignored_flags=ignored,
+            startup_delay=ns.startup_delay, fault_once=ns.fault_once, ignored_flags=ignored,
         )
     except ValueError as exc:  # pydantic ValidationError is a ValueError
         parser.error(str(exc))

@@ -174,6 +174,7 @@ class SimServer:
                     self._finish(req)
             self.work_s += perf() - now
             if self.cfg.die_after_requests and sum(self.requests_finished.values()) >= self.cfg.die_after_requests:
+                _mark_fault_fired(self.cfg)
                 print(f"infersweep sim: --die-after-requests {self.cfg.die_after_requests} reached; "
                       "exiting abruptly (simulated crash)", file=sys.stderr, flush=True)
                 os._exit(1)
@@ -466,14 +467,33 @@ def _error(message: str, *, status: int = 400, type_: str = "BadRequestError") -
     return web.Response(status=status, body=orjson.dumps(body), content_type="application/json")
 
 
+def _mark_fault_fired(cfg: SimConfig) -> None:
+    """Create the `--fault-once` marker (before the fault takes the process down)."""
+    if cfg.fault_once:
+        with open(cfg.fault_once, "a"):
+            pass
+
+
+def _disarm_spent_faults(cfg: SimConfig) -> SimConfig:
+    """With `--fault-once`, a fault that already fired (marker present) is not injected again."""
+    if cfg.fault_once and os.path.exists(cfg.fault_once) and (cfg.fail_at_start or cfg.die_after_requests):
+        print(f"infersweep sim: fault already fired ({cfg.fault_once} exists); running clean",
+              file=sys.stderr, flush=True)
+        return cfg.model_copy(update={"fail_at_start": None, "die_after_requests": None})
+    return cfg
+
+
 def serve(cfg: SimConfig) -> int:
     """Run the server until SIGTERM/SIGINT. Returns the process exit status."""
+    cfg = _disarm_spent_faults(cfg)
     if cfg.startup_delay:
         print(f"infersweep sim: start-up delay {cfg.startup_delay} s", file=sys.stderr, flush=True)
         time.sleep(cfg.startup_delay)
     try:
         engine = SimCore(cfg)
     except StartupError as exc:
+        if cfg.fail_at_start:
+            _mark_fault_fired(cfg)
         print(str(exc), file=sys.stderr, flush=True)
         return 1
     loop: asyncio.AbstractEventLoop
