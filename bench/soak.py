@@ -199,7 +199,7 @@ def run_scheduler(tmp: Path, sweep: Path, groups: int, parallelism: int, timeout
 
     from tests.integration.airflow_services import airflow_stack
 
-    extra = {"AIRFLOW__CORE__PARALLELISM": str(parallelism), "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
+    extra = {"AIRFLOW__CORE__PARALLELISM": str(parallelism), "INFERSWEEP_LEASE_POKE_S": str(LEASE_POKE_S), "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
              "AIRFLOW__CORE__MAX_ACTIVE_TASKS_PER_DAG": str(max(16, parallelism)),
              "AIRFLOW__SCHEDULER__MAX_TIS_PER_QUERY": "64"}
     t_setup = time.monotonic()
@@ -236,7 +236,8 @@ def run_scheduler(tmp: Path, sweep: Path, groups: int, parallelism: int, timeout
 def run_dagtest(tmp: Path, sweep: Path, groups: int, timeout: float, results_url: str) -> dict[str, Any]:
     from tests.airflow.harness import AirflowHome, finish
 
-    home = AirflowHome(path=tmp / "airflow", configs=str(sweep), results_url=results_url, work_dir=tmp / "work")
+    home = AirflowHome(path=tmp / "airflow", configs=str(sweep), results_url=results_url, work_dir=tmp / "work",
+                       lease_poke_s=LEASE_POKE_S)
     home.migrate()
     proc = home.start(KEY, {})
     with RssSampler({"dag.test": proc.pid}).running() as rss:
@@ -251,6 +252,8 @@ def run_dagtest(tmp: Path, sweep: Path, groups: int, timeout: float, results_url
 
 
 CONCS: list[int] = [1, 2]
+#: The product's default poke interval (the test harnesses use 1-2 s to keep tests short).
+LEASE_POKE_S = 10.0
 
 
 def soak(groups: int, nodes: int, concs: list[int], time_scale: float, mode: str, parallelism: int = 8,

@@ -24,6 +24,8 @@ class AirflowHome:
     configs: str
     results_url: str
     work_dir: Path
+    #: Seconds between lease pokes: 1 keeps tests fast; the soak uses the product default (10).
+    lease_poke_s: float = 1.0
 
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
@@ -37,7 +39,7 @@ class AirflowHome:
             "INFERSWEEP_CONFIGS": self.configs,
             "INFERSWEEP_DB_URL": self.results_url,
             "INFERSWEEP_WORK_DIR": str(self.work_dir),
-            "INFERSWEEP_LEASE_POKE_S": "1",
+            "INFERSWEEP_LEASE_POKE_S": str(self.lease_poke_s),
             "HF_HUB_OFFLINE": "1",
         })
         return env

@@ -35,3 +35,27 @@ def test_poke_backoff_is_capped(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_ceiling_below_poke_keeps_the_poke(monkeypatch: pytest.MonkeyPatch) -> None:
     s = _settings(monkeypatch, "30", "5")
     assert all(30.0 <= s.lease_poke_delay(k) <= 45.0 for k in range(10))
+
+
+def test_queue_share_spreads_many_waiting_groups(monkeypatch: pytest.MonkeyPatch) -> None:
+    import infersweep.airflow.settings as mod
+
+    # 196 groups waiting for 4 nodes, poke 10 s: each draws its wait from [0, 490 s] (then jitter), so their
+    # pokes arrive spread out instead of all together.
+    s = _settings(monkeypatch, "10", "60")
+    draws = iter([0.0, 0.0, 1.0, 0.0, 0.5, 1.0])  # (spread, jitter) pairs
+    monkeypatch.setattr(mod.random, "random", lambda: next(draws))
+    assert s.lease_poke_delay(0, waiting=196, nodes=4) == 10.0  # the backoff floor
+    assert s.lease_poke_delay(0, waiting=196, nodes=4) == 490.0  # the top of the share
+    assert s.lease_poke_delay(0, waiting=196, nodes=4) == 245.0 * 1.5
+    # Fewer waiters than nodes: the backoff decides.
+    monkeypatch.setattr(mod.random, "random", lambda: 1.0)
+    assert s.lease_poke_delay(0, waiting=2, nodes=4) == 15.0
+
+
+def test_queue_share_is_capped_at_an_hour(monkeypatch: pytest.MonkeyPatch) -> None:
+    import infersweep.airflow.settings as mod
+
+    s = _settings(monkeypatch, "10", "60")
+    monkeypatch.setattr(mod.random, "random", lambda: 1.0)
+    assert s.lease_poke_delay(0, waiting=10**6, nodes=1) == 1.5 * mod.MAX_POKE_SHARE_S

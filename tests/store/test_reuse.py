@@ -100,3 +100,18 @@ def test_copy_run_results_with_provenance_is_idempotent(engine, make_store, dag_
     assert target["reused_from_run_id"] is not None and len(n) == 4
     with pytest.raises(LookupError, match="not in the results DB"):
         copy_run_results(engine, "missing", "merge__1", source_dag_id=dag_id)
+
+
+def test_waiting_groups_counts_this_runs_unstarted_groups_per_runner(make_store, image) -> None:
+    store = make_store("manual__wait")
+    store.start_run(trigger_kind="manual", engine="sim")
+    groups = [group(f"w{i}", image=image) for i in range(3)]
+    for g in groups:
+        store.record_group(g, recipe=recipe(image=image), engine="sim", status="planned")
+    runner = groups[0].runner
+    assert store.waiting_groups(runner) == 3
+    store.record_group({"id": "w0"}, status="serving")
+    store.record_group({"id": "w1"}, status="failed")
+    assert store.waiting_groups(runner) == 1
+    assert store.waiting_groups("no-such-runner") == 0
+    assert make_store("manual__other").waiting_groups(runner) == 0  # another run's queue is not ours

@@ -161,8 +161,10 @@ def serve(work: dict[str, Any], rc: RunContext) -> dict[str, Any]:
             from airflow.sdk.exceptions import AirflowRescheduleException
 
             # No free node: give the worker slot back and ask again later (sensor reschedule semantics).
-            delay = settings.lease_poke_delay(rc.reschedules)
-            log.info("no free %s node for %s; rescheduling in %.0fs", group.runner, group.id, delay)
+            waiting = _waiting(store, group.runner)
+            delay = settings.lease_poke_delay(rc.reschedules, waiting=waiting, nodes=len(nodes))
+            log.info("no free %s node for %s (%d groups waiting for %d nodes); rescheduling in %.0fs",
+                     group.runner, group.id, waiting, len(nodes), delay)
             raise AirflowRescheduleException(datetime.now(UTC) + timedelta(seconds=delay))
         node = lease.node_spec(nodes)
         attempt["node"] = node.name
@@ -170,6 +172,15 @@ def serve(work: dict[str, Any], rc: RunContext) -> dict[str, Any]:
         handle = _start(work, node, settings, store, rc, lease)
         return {**work, "handle": dataclasses.asdict(handle), "lease": lease.model_dump(mode="json"),
                 "node": node.model_dump(mode="json", by_alias=True)}
+
+
+def _waiting(store: ResultStore, runner: str) -> int:
+    """This run's groups still waiting for a `runner` node; 0 when the DB cannot say (plain backoff then)."""
+    try:
+        return store.waiting_groups(runner)
+    except Exception as exc:
+        log.warning("could not count waiting groups: %s", type(exc).__name__)
+        return 0
 
 
 def _reap_orphans(node: Node, store: ResultStore, engine_name: str, settings: AirflowSettings) -> None:

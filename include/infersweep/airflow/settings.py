@@ -11,6 +11,10 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[3]
 
 
+#: The queue-share wait never exceeds an hour (a lease TTL's order), whatever the queue length.
+MAX_POKE_SHARE_S = 3600.0
+
+
 @dataclass(frozen=True)
 class AirflowSettings:
     """Where configs come from and how tasks are routed.
@@ -36,16 +40,22 @@ class AirflowSettings:
     #: lease_poke_max_s / waiting-groups, since every waiting group pokes on its own clock.
     lease_poke_max_s: float = 60.0
 
-    def lease_poke_delay(self, reschedules: int = 0) -> float:
+    def lease_poke_delay(self, reschedules: int = 0, *, waiting: int = 0, nodes: int = 0) -> float:
         """Seconds until a serve with no free node asks again.
 
-        Backs off like a sensor's `exponential_backoff` (×1.5 per reschedule, capped at `lease_poke_max_s`),
-        plus up to 50 % jitter so groups that found the fleet busy together do not come back in the same
-        scheduler loop. Without the backoff, G groups on N nodes spend G − N task starts every poke round
-        (each a worker process under the scheduler), which starved the groups holding nodes in the soak.
+        The longer of two waits, times up to 1.5 (jitter: groups that found the fleet busy together must not
+        come back in the same scheduler loop):
+
+        * a sensor-style `exponential_backoff`: ×1.5 per reschedule, capped at `lease_poke_max_s`;
+        * a uniform draw from the queue's share, [0, `lease_poke_s` × waiting / nodes]. With W groups waiting
+          for N nodes, their pokes then arrive spread out, about 2·N per `lease_poke_s` however large W is:
+          a freed node is taken within about a poke interval, and a 200-group sweep does not spend its
+          scheduler and worker slots (each poke is a task start) on groups that cannot run yet.
         """
-        base = min(self.lease_poke_s * 1.5 ** min(reschedules, 32), max(self.lease_poke_max_s, self.lease_poke_s))
-        return base * (1.0 + 0.5 * random.random())
+        backoff = min(self.lease_poke_s * 1.5 ** min(reschedules, 32), max(self.lease_poke_max_s, self.lease_poke_s))
+        share = self.lease_poke_s * waiting / nodes if waiting > 0 and nodes > 0 else 0.0
+        spread = min(share, MAX_POKE_SHARE_S) * random.random()
+        return max(backoff, spread) * (1.0 + 0.5 * random.random())
 
     @classmethod
     def from_env(cls) -> AirflowSettings:

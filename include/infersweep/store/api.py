@@ -394,6 +394,20 @@ class ResultStore:
         with self.engine.connect() as conn:
             return {int(c) for c in conn.execute(stmt).scalars()}
 
+    def waiting_groups(self, runner: str) -> int:
+        """How many of this run's groups for `runner` have not started a server yet (status `planned`)."""
+        from sqlalchemy import func, select
+
+        from infersweep.store.models import Run, ServeGroupRow
+
+        self.flush()
+        r, g = Run.__table__, ServeGroupRow.__table__
+        stmt = (select(func.count()).select_from(g).join(r, r.c.id == g.c.run_pk)
+                .where(r.c.dag_id == self.dag_id, r.c.run_id == self.run_id, g.c.runner == runner,
+                       g.c.status == "planned"))
+        with self.engine.connect() as conn:
+            return int(conn.execute(stmt).scalar_one())
+
     # ------------------------------------------------------------------ read side
     def summary(self) -> dict[str, Any]:
         """This run's summary row (`label` like "53/55 green"), or {} if the run is unknown."""
