@@ -15,8 +15,10 @@ zero duplicated. Exit status 1 if a result is lost or duplicated or the run fail
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import subprocess
 import sys
 import tempfile
 import threading
@@ -199,7 +201,8 @@ def run_scheduler(tmp: Path, sweep: Path, groups: int, parallelism: int, timeout
 
     from tests.integration.airflow_services import airflow_stack
 
-    extra = {"AIRFLOW__CORE__PARALLELISM": str(parallelism), "INFERSWEEP_LEASE_POKE_S": str(LEASE_POKE_S), "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
+    extra = {"AIRFLOW__CORE__PARALLELISM": str(parallelism), "INFERSWEEP_LEASE_POKE_S": str(LEASE_POKE_S),
+             "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
              "AIRFLOW__CORE__MAX_ACTIVE_TASKS_PER_DAG": str(max(16, parallelism)),
              "AIRFLOW__SCHEDULER__MAX_TIS_PER_QUERY": "64"}
     t_setup = time.monotonic()
@@ -233,6 +236,13 @@ def run_scheduler(tmp: Path, sweep: Path, groups: int, parallelism: int, timeout
                 "results": results_check(stack.results_url, "soak_1", groups, CONCS)}
 
 
+def _only_run_id(db: Path) -> str:
+    import sqlite3
+
+    with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
+        return str(conn.execute("SELECT run_id FROM dag_run ORDER BY id DESC LIMIT 1").fetchone()[0])
+
+
 def run_dagtest(tmp: Path, sweep: Path, groups: int, timeout: float, results_url: str) -> dict[str, Any]:
     from tests.airflow.harness import AirflowHome, finish
 
@@ -242,7 +252,10 @@ def run_dagtest(tmp: Path, sweep: Path, groups: int, timeout: float, results_url
     proc = home.start(KEY, {})
     with RssSampler({"dag.test": proc.pid}).running() as rss:
         t0 = time.monotonic()
-        out = finish(proc, timeout)
+        try:
+            out = finish(proc, timeout)
+        except subprocess.TimeoutExpired:  # report how far it got (finish killed the run)
+            out = {"state": f"timeout after {timeout:.0f} s", "run_id": _only_run_id(home.path / "airflow.db")}
         wall = time.monotonic() - t0
     tis, resched = _meta_rows(f"sqlite:///{home.path / 'airflow.db'}", out["run_id"])
     return {"mode": "dag.test (in-process, one task at a time)", "state": out["state"], "wall_s": wall,

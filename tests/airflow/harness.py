@@ -59,7 +59,14 @@ class AirflowHome:
 
 
 def finish(proc: subprocess.Popen, timeout: float = 900) -> dict[str, Any]:
-    out, _ = proc.communicate(timeout=timeout)
+    """The DAGTEST-RESULT of a `start`ed run. On timeout the dag.test process is killed (a run left going
+    would keep starting servers against a database the caller is about to drop), then TimeoutExpired."""
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate(timeout=60)
+        raise
     for line in out.splitlines():
         if line.startswith("DAGTEST-RESULT "):
             return dict(json.loads(line.removeprefix("DAGTEST-RESULT ")))
