@@ -154,24 +154,31 @@ def serve(work: dict[str, Any], rc: RunContext) -> dict[str, Any]:
         register_nodes(store.engine, nodes)
         for stale in expire_stale(store.engine):
             log.warning("lease %s of %s expired (holder died?); its server will be reaped", stale.id, stale.holder)
-        holder = LeaseHolder(dag_id=rc.dag_id, run_id=rc.run_id, group_id=group.id, try_number=rc.try_number)
-        lease = acquire_lease(store.engine, runner=group.runner, holder=holder, ttl_s=settings.lease_ttl_s,
-                              nodes=nodes)
-        if lease is None:
-            from airflow.sdk.exceptions import AirflowRescheduleException
-
-            # No free node: give the worker slot back and ask again later (sensor reschedule semantics).
-            waiting = _waiting(store, group.runner)
-            delay = settings.lease_poke_delay(rc.reschedules, waiting=waiting, nodes=len(nodes))
-            log.info("no free %s node for %s (%d groups waiting for %d nodes); rescheduling in %.0fs",
-                     group.runner, group.id, waiting, len(nodes), delay)
-            raise AirflowRescheduleException(datetime.now(UTC) + timedelta(seconds=delay))
+        lease = _lease_or_reschedule(store, group, nodes, rc, settings)
         node = lease.node_spec(nodes)
         attempt["node"] = node.name
         _reap_orphans(node, store, work["engine"], settings)
         handle = _start(work, node, settings, store, rc, lease)
         return {**work, "handle": dataclasses.asdict(handle), "lease": lease.model_dump(mode="json"),
                 "node": node.model_dump(mode="json", by_alias=True)}
+
+
+def _lease_or_reschedule(store: ResultStore, group: ServeGroup, nodes: list[Node], rc: RunContext,
+                         settings: AirflowSettings) -> NodeLease:
+    """A node lease for this try, or `AirflowRescheduleException` when none is free: the worker slot goes
+    back and the task asks again later (sensor reschedule semantics), after a delay that grows with the
+    queue (`AirflowSettings.lease_poke_delay`)."""
+    holder = LeaseHolder(dag_id=rc.dag_id, run_id=rc.run_id, group_id=group.id, try_number=rc.try_number)
+    lease = acquire_lease(store.engine, runner=group.runner, holder=holder, ttl_s=settings.lease_ttl_s, nodes=nodes)
+    if lease is not None:
+        return lease
+    from airflow.sdk.exceptions import AirflowRescheduleException
+
+    waiting = _waiting(store, group.runner)
+    delay = settings.lease_poke_delay(rc.reschedules, waiting=waiting, nodes=len(nodes))
+    log.info("no free %s node for %s (%d groups waiting for %d nodes); rescheduling in %.0fs",
+             group.runner, group.id, waiting, len(nodes), delay)
+    raise AirflowRescheduleException(datetime.now(UTC) + timedelta(seconds=delay))
 
 
 def _waiting(store: ResultStore, runner: str) -> int:
@@ -252,15 +259,7 @@ def _relet(served: dict[str, Any], rc: RunContext, settings: AirflowSettings) ->
     except LeaseLost:
         pass
     group, nodes = _group(served), _nodes(served)
-    holder = LeaseHolder(dag_id=rc.dag_id, run_id=rc.run_id, group_id=group.id, try_number=rc.try_number)
-    new = acquire_lease(store.engine, runner=group.runner, holder=holder, ttl_s=settings.lease_ttl_s, nodes=nodes)
-    if new is None:
-        from airflow.sdk.exceptions import AirflowRescheduleException
-
-        delay = settings.lease_poke_delay(rc.reschedules)
-        log.info("%s lost lease %s; no free %s node, rescheduling in %.0fs", group.id, lease.id, group.runner,
-                 delay)
-        raise AirflowRescheduleException(datetime.now(UTC) + timedelta(seconds=delay))
+    new = _lease_or_reschedule(store, group, nodes, rc, settings)
     node = new.node_spec(nodes)
     log.warning("%s: lease %s on %s expired (its task died?); re-leased %s as lease %s", group.id, lease.id,
                 lease.node, node.name, new.id)
