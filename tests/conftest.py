@@ -36,6 +36,18 @@ def inferencex_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
+def inferencex_today_dir() -> Path:
+    """`../shared/fixtures/inferencex-843c6254f` (InferenceX main, 2026-08-21); skips when absent."""
+    return _require(SHARED / "fixtures" / "inferencex-843c6254f", "InferenceX 843c6254f fixtures")
+
+
+@pytest.fixture(scope="session")
+def inferencex_reference_today() -> Path:
+    """`../shared/reference/inferencex-843c6254f` (upstream's generator and post-processing); skips when absent."""
+    return _require(SHARED / "reference" / "inferencex-843c6254f", "InferenceX 843c6254f reference scripts")
+
+
+@pytest.fixture(scope="session")
 def gsm8k_dir() -> Path:
     """`../shared/data/gsm8k` (real GSM8K jsonl); skips when absent."""
     return _require(SHARED / "data" / "gsm8k" / "test.jsonl", "GSM8K data").parent

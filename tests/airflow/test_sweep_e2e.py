@@ -69,6 +69,10 @@ def test_full_chain_then_reuse_boots_no_server(home: AirflowHome) -> None:
     # The sim's modelled power is sampled (labelled simulated); short windows may be null *with a reason*.
     assert all(e["simulated"] or e["reason"] for e in energy)
     assert all((e["joules_per_token"] is None) == (e["reason"] is not None) for e in energy)
+    # Each point keeps its window's readings as InferenceX's gpu_metrics.csv (wall clock, like the window).
+    assert all(e["gpu_metrics_csv"].startswith("timestamp,index,power.draw [W],") for e in energy)
+    assert all(e["start_unix"] == (p["raw"] if isinstance(p["raw"], dict) else json.loads(p["raw"]))[
+        "benchmark_start_time_unix"] for e, p in zip(energy, points, strict=True))
     assert (home.work_dir / "reports").exists() and list((home.work_dir / "reports").rglob("*.html"))
     assert sim_servers_running(home.work_dir) == []
     leases = _rows(home, "SELECT released_at FROM node_leases")

@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
+import subprocess
+import sys
 import threading
+import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
+
+from tests.procs import stop_process_groups
 
 TOKENIZER_DIR = Path(__file__).resolve().parents[1] / "fixtures" / "tokenizer"
 
@@ -129,3 +137,42 @@ def package_mock(**settings: Any) -> Any:
 def aiohttp_mock() -> Iterator[ServerThread]:
     with ServerThread(aiohttp_openai_mock()) as srv:
         yield srv
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def sim_server(tokenizer_dir: Path, *args: str) -> Iterator[str]:
+    """`infersweep sim serve` (extra CLI `args`) in its own process group; yields its URL once /health is 200.
+
+    Skips when the simulator cannot start here; stops the whole group afterwards."""
+    try:
+        import infersweep.engines.sim.server  # noqa: F401
+    except ImportError as exc:
+        pytest.skip(f"simulated engine not available: {exc}")
+    port = _free_port()
+    cmd = [sys.executable, "-m", "infersweep.cli", "sim", "serve", "--host", "127.0.0.1", "--port", str(port),
+           "--model", "sim-model", "--tokenizer", str(tokenizer_dir), *args]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    try:
+        while True:
+            if proc.poll() is not None:
+                pytest.skip(f"sim serve exited rc={proc.returncode}: {proc.stderr.read().decode()[-500:]}")  # type: ignore[union-attr]
+            try:
+                with urllib.request.urlopen(url + "/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail("sim serve did not become healthy within 60 s")
+            time.sleep(0.2)
+        yield url
+    finally:
+        stop_process_groups([proc], grace_s=15)

@@ -62,3 +62,33 @@ def test_conc_parsing_and_naming(tmp_path):
         parse_concs(["x"])
     assert result_path(tmp_path / "a.json", 4, multi=False) == tmp_path / "a.json"
     assert result_path(tmp_path / "a.json", 4, multi=True) == tmp_path / "a_conc4.json"
+
+
+def test_gpu_telemetry_writes_a_csv_beside_each_result_and_nulls_with_a_reason(aiohttp_mock, tokenizer_dir, tmp_path):
+    # The mock has no /metrics: every read fails, so the CSV holds [N/A] rows and energy is null with the reason
+    # (never 0 W); the point itself still passes.
+    out = tmp_path / "res.json"
+    r = CliRunner().invoke(app, args(aiohttp_mock.url, tokenizer_dir, out, "--conc", "1,2", "--num-prompts", "4",
+                                     "--gpu-telemetry", "sim", "--telemetry-interval-s", "0.1"))  # fmt: skip
+    assert r.exit_code == 0, r.output
+    for c in (1, 2):
+        res = json.loads((tmp_path / f"res_conc{c}.json").read_text())
+        energy = res["infersweep"]["energy"]
+        assert energy["joules_per_token"] is None and "invalid_power_sample" in energy["invalid_reasons"]
+        assert energy["start_unix"] == res["benchmark_start_time_unix"] and "/metrics failed" in energy["reason"]
+        lines = (tmp_path / f"res_conc{c}_gpu_metrics.csv").read_text().splitlines()
+        assert lines[0].startswith("timestamp,index,power.draw [W],") and len(lines) > 1
+        assert all(",," in row and "[N/A]" in row for row in lines[1:])  # no GPU index, no power
+    assert "energy: n/a (" in r.output and "_gpu_metrics.csv" in r.output
+
+
+def test_gpu_telemetry_options_are_validated(tokenizer_dir, tmp_path):
+    out = tmp_path / "r.json"
+    def text(r) -> str:  # the error box may wrap lines
+        return " ".join(r.output.replace("│", " ").split())
+
+    r = CliRunner().invoke(app, args("http://127.0.0.1:1", tokenizer_dir, out, "--conc", "1", "--gpu-telemetry", "dcgm"))
+    assert r.exit_code == 2 and "none, sim, nvidia-smi" in text(r)
+    r = CliRunner().invoke(app, args("http://127.0.0.1:1", tokenizer_dir, out, "--conc", "1", "--gpu-telemetry", "sim",
+                                     "--telemetry-interval-s", "3"))  # fmt: skip
+    assert r.exit_code == 2 and "InferenceX rejects gaps over 3 s" in text(r) and not out.exists()

@@ -128,6 +128,10 @@ def test_multiprocess_mode_merges_workers(tokenizer_dir, aiohttp_mock):
     assert res["output_lens"] == [6] * 16 and res["infersweep"]["passed"]
     assert min(res["start_times"]) >= 0.0
     assert res["infersweep"]["client_health"]["stream_events"] == 96
+    # the window's unix ends come from different workers' clock offsets, yet span exactly `duration`
+    # (perf_counter and time.time() are both system-wide; only a wall-clock step could part them)
+    window = res["benchmark_end_time_unix"] - res["benchmark_start_time_unix"]
+    assert window == pytest.approx(res["duration"], abs=0.01)
 
 
 def test_async_variant_runs_in_the_callers_loop(aiohttp_mock, tokenizer_dir):

@@ -65,7 +65,9 @@ def make_run(n=8, *, osl=4, isl=10, bad_prompt=0, short=0, failed=0):
             r.read_times, r.read_events, r.error = [], [], "HTTP 500: boom"
         recs.append(r)
     health = HealthSample(lags_s=[0.0001] * 50, cpu_s=0.1, wall_s=1.0, events=n * osl)
-    return RunOutput(records=recs, health=[health], t_start=0.0, t_end=max(r.t_end for r in recs))
+    t_end = max(r.t_end for r in recs)
+    return RunOutput(records=recs, health=[health], t_start=0.0, t_end=t_end, t_start_unix=1.7e9,
+                     t_end_unix=1.7e9 + t_end)
 
 
 def config(**kw):
@@ -94,6 +96,28 @@ def test_top_level_is_a_superset_of_vllm_save_result():
         and x["range_ratio"]["vllm_random_range_ratio_equivalent"] == 0.0
     )
     assert res["random_range_ratio_semantics"] == "inferencex"
+
+
+# Keys InferenceX's utils/bench_serving/benchmark_serving.py (1ef98e3ed) writes with --save-result and without
+# --save-detailed (benchmark_lib.sh's invocation); tests/bench/test_inferencex_postprocess.py derives the same set
+# from the file itself when ../shared is present.
+INFERENCEX_KEYS = {
+    "date", "backend", "model_id", "tokenizer_id", "best_of", "num_prompts", "request_rate", "burstiness",
+    "max_concurrency", "duration", "benchmark_start_time_unix", "benchmark_end_time_unix", "completed",
+    "total_input_tokens", "total_output_tokens", "request_throughput", "request_goodput:", "output_throughput",
+    "total_token_throughput", "input_lens", "output_lens",
+} | {
+    f"{s}_{m}_ms" for s in ("mean", "median", "std", "p90", "p99", "p99.9") for m in ("ttft", "tpot", "itl", "e2el")
+}  # fmt: skip
+
+
+def test_top_level_has_every_inferencex_benchmark_serving_key():
+    res = build_result(config(slo_ttft_ms=1000.0), make_run(), tokenizer_id="t", infersweep_version="0")
+    assert INFERENCEX_KEYS <= set(res)
+    # the measured window in unix seconds (the telemetry clock), the same span as `duration`
+    assert res["benchmark_start_time_unix"] == 1.7e9
+    assert res["benchmark_end_time_unix"] - res["benchmark_start_time_unix"] == pytest.approx(res["duration"])
+    assert res["request_goodput:"] == res["request_goodput"] == pytest.approx(res["request_throughput"])
 
 
 def test_inferencex_process_result_reads_it_as_is():

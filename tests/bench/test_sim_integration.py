@@ -2,54 +2,19 @@
 
 from __future__ import annotations
 
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
-
 import pytest
 
 from infersweep.bench import BenchConfig, run_benchmark
-from tests.procs import stop_process_groups
+
+from .conftest import sim_server
 
 pytestmark = pytest.mark.integration
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def sim_url(tokenizer_dir):
-    try:
-        import infersweep.engines.sim.server  # noqa: F401
-    except ImportError as exc:
-        pytest.skip(f"simulated engine not available: {exc}")
-    port = _free_port()
-    cmd = [sys.executable, "-m", "infersweep.cli", "sim", "serve", "--host", "127.0.0.1", "--port", str(port),
-           "--model", "sim-model", "--tokenizer", str(tokenizer_dir), "--time-scale", "200"]  # fmt: skip
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    try:
-        while True:
-            if proc.poll() is not None:
-                pytest.skip(f"sim serve exited rc={proc.returncode}: {proc.stderr.read().decode()[-500:]}")  # type: ignore[union-attr]
-            try:
-                with urllib.request.urlopen(url + "/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail("sim serve did not become healthy within 60 s")
-            time.sleep(0.2)
+    with sim_server(tokenizer_dir, "--time-scale", "200") as url:
         yield url
-    finally:
-        stop_process_groups([proc], grace_s=15)
 
 
 @pytest.mark.parametrize("chat", [False, True])

@@ -11,7 +11,10 @@ def test_durations_scale_up_and_rates_scale_down() -> None:
         "output_throughput": 1000.0,
         "total_token_throughput": 5000.0,
         "request_goodput": 8.0,
+        "request_goodput:": 8.0,
         "median_intvty": 4000.0,
+        "benchmark_start_time_unix": 1.7e9,
+        "benchmark_end_time_unix": 1.7e9 + 2.0,
         "completed": 40,
         "ttfts": [0.001, 0.002],
         "itls": [[0.0005, 0.0006], []],
@@ -24,7 +27,9 @@ def test_durations_scale_up_and_rates_scale_down() -> None:
         and sim["p99.9_itl_ms"] == pytest.approx(4.0)
     )
     assert sim["output_throughput"] == 50.0 and sim["total_token_throughput"] == 250.0
-    assert sim["request_goodput"] == 0.4 and sim["median_intvty"] == 200.0
+    assert sim["request_goodput"] == sim["request_goodput:"] == 0.4 and sim["median_intvty"] == 200.0
+    # wall-clock instants locate the window on the telemetry clock: never scaled
+    assert (sim["benchmark_start_time_unix"], sim["benchmark_end_time_unix"]) == (1.7e9, 1.7e9 + 2.0)
     assert sim["completed"] == 40  # counts are not times
     assert sim["ttfts"] == pytest.approx([0.02, 0.04]) and sim["itls"][0] == pytest.approx([0.01, 0.012])
     assert sim["infersweep"]["time_scale"] == 20.0 and sim["infersweep"]["wall_clock"]["duration"] == 2.0

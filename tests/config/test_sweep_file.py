@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from infersweep.config.errors import ConfigError
+from infersweep.config.runners import RunnerHardware
 from infersweep.config.sweep import discover, load_sweep, load_sweeps
 from infersweep.plan.planner import expand_jobs
 
@@ -53,9 +54,21 @@ def test_master_file_directly_picks_up_runners_beside_it(tmp_path: Path) -> None
 
 def test_nested_runners_layout(tmp_path: Path) -> None:
     """The later runners.yaml layout (labels: + hardware:) reads too."""
-    write(tmp_path / "runners.yaml", "labels: {h200: [a_0]}\nhardware: {h200: {gpus-per-node: 8}}\n")
+    write(tmp_path / "runners.yaml", "labels: {h200: [a_0]}\n"
+          "hardware: {h200: {gpus-per-node: 8, available-cpu-dram-mib: 1_998_848}}\n")
     sweep = load_sweep([write(tmp_path / "m.yaml", master())])
-    assert sweep.runners is not None and sweep.runners.hardware == {"h200": {"gpus-per-node": 8}}
+    assert sweep.runners is not None
+    assert sweep.runners.hardware["h200"] == RunnerHardware(**{"gpus-per-node": 8, "available-cpu-dram-mib": 1998848})
+
+
+def test_runner_hardware_is_validated(tmp_path: Path) -> None:
+    """hardware: facts are typed: a missing or unknown fact names the label and the key."""
+    write(tmp_path / "runners.yaml", "labels: {h200: [a_0]}\nhardware: {h200: {gpus-per-node: 8, gpu: h200}}\n")
+    with pytest.raises(ConfigError) as info:
+        load_sweep([write(tmp_path / "m.yaml", master())])
+    text = str(info.value)
+    assert "runners.yaml:2: hardware.h200.available-cpu-dram-mib: required key is missing" in text
+    assert "hardware.h200.gpu: unknown key 'gpu'" in text
 
 
 def test_sweep_file_selects_master_keys_by_glob(tmp_path: Path) -> None:

@@ -1,4 +1,5 @@
-"""GPU telemetry: nvidia-smi CSV parsing, null-with-reason (never zero), and energy integration."""
+"""GPU telemetry: nvidia-smi CSV parsing, null-with-reason (never zero), and energy integration (InferenceX's
+aggregate_power.py rules: per-GPU trapezoids, interpolated window ends, 3 s maximum gap)."""
 
 from __future__ import annotations
 
@@ -75,7 +76,8 @@ def test_no_telemetry_source_and_energy_is_null_with_reason():
         sampler.sample_once()
     w = energy_window(sampler.samples, 0.0, 2.0, output_tokens=100)
     assert (w.energy_j, w.avg_power_w, w.joules_per_token) == (None, None, None)
-    assert w.reason == "power was not readable in any sample"
+    assert w.invalid_reasons == ("invalid_power_sample", "no_usable_power_samples")
+    assert "power unreadable at 0.000 (backend has no GPUs)" in (w.reason or "")
     assert energy_per_token([], 0.0, 1.0, 10) == (None, None)
 
 
@@ -91,25 +93,92 @@ def test_energy_integration_on_hand_computed_samples():
     jpt, avg = energy_per_token(samples, 0.5, 2.5, output_tokens=300)
     assert jpt == pytest.approx(2.5)  # 750 J / 300 tokens
     assert avg == pytest.approx(375.0)  # 750 J / 2 s
-    w = energy_window(samples, 0.5, 2.5, 300)
-    assert w.energy_j == pytest.approx(750.0) and w.gpus == 2 and w.reason is None
+    w = energy_window(samples, 0.5, 2.5, 300, expected_gpus=2)
+    assert w.energy_j == pytest.approx(750.0) and w.gpus == 2 and w.reason is None and w.invalid_reasons == ()
+    # Per GPU: GPU 0 P(0.5) = 125, P(2.5) = 150 → 68.75 + 175 + 87.5; GPU 1 P(0.5) = 175 → 106.25 + 225 + 87.5.
+    assert w.per_gpu_energy_j == {"0": pytest.approx(331.25), "1": pytest.approx(418.75)}
+    assert w.avg_power_per_gpu_w == pytest.approx(187.5) and w.per_gpu_max_sample_gap_s == {"0": 1.0, "1": 1.0}
     # 150 tok/s at 375 W → 150 / 0.000375 MW = 400,000 tokens per second per MW.
     assert w.tokens_per_s_per_mw == pytest.approx(400_000.0)
+    assert (w.start_unix, w.end_unix, w.max_sample_gap_s) == (0.5, 2.5, 3.0)
 
 
-def test_a_gpu_without_power_invalidates_that_read_not_the_sum():
+def test_each_gpu_is_integrated_on_its_own_timestamps():
+    # GPU 0 read at 0, 2, 4; GPU 1 at 1, 3, 5 (as two monitors, or one slow read per GPU). Window [1.5, 3.5].
+    samples = [GpuSample(t=t, gpu=0, source="x", power_w=p) for t, p in ((0, 100), (2, 300), (4, 100))]
+    samples += [GpuSample(t=t, gpu=1, source="x", power_w=p) for t, p in ((1, 200), (3, 400), (5, 200))]
+    w = energy_window(samples, 1.5, 3.5, 100)
+    # GPU 0: P(1.5) = 250, P(3.5) = 150 → (250+300)/2·0.5 + (300+150)/2·1.5 = 137.5 + 337.5 = 475.
+    # GPU 1: P(1.5) = 250, P(3.5) = 350 → (250+400)/2·1.5 + (400+350)/2·0.5 = 487.5 + 187.5 = 675.
+    assert w.per_gpu_energy_j == {"0": pytest.approx(475.0), "1": pytest.approx(675.0)}
+    assert w.energy_j == pytest.approx(1150.0) and w.joules_per_token == pytest.approx(11.5)
+    assert w.avg_power_w == pytest.approx(575.0) and w.avg_power_per_gpu_w == pytest.approx(287.5)
+
+
+def test_duplicate_timestamps_of_one_gpu_are_averaged():
+    samples = [GpuSample(t=0, gpu=0, source="x", power_w=100), GpuSample(t=0, gpu=0, source="x", power_w=300),
+               GpuSample(t=2, gpu=0, source="x", power_w=200)]
+    assert energy_window(samples, 0, 2, 10).energy_j == pytest.approx(400.0)  # (200 + 200) / 2 · 2
+
+
+def test_an_unreadable_reading_near_the_window_invalidates_it():
     samples = [*_two_gpus(0, 100, 100), *_two_gpus(1, 100, 100), *_two_gpus(2, 100, 100)]
     samples[3] = GpuSample(t=1, gpu=1, source="x", null_reasons={"power_w": "nvidia-smi reported [N/A]"})
-    # The read at t=1 is dropped (a 100 W partial sum would understate); 0..2 is still covered (gap 2 s ≤ 5 s).
-    assert energy_per_token(samples, 0, 2, 100) == (pytest.approx(4.0), pytest.approx(200.0))
-    w = energy_window(samples, 0, 2, 100, max_gap_s=1.5)
-    assert w.energy_j is None and "missing for 2.0 s" in (w.reason or "")
+    # InferenceX: any unreadable power value within 3 s of the window fails it (a skipped read would hide a gap).
+    w = energy_window(samples, 0, 2, 100)
+    assert w.energy_j is None and w.joules_per_token is None and w.invalid_reasons == ("invalid_power_sample",)
+    assert "GPU 1 power unreadable at 1.000 (nvidia-smi reported [N/A])" in (w.reason or "")
+    # More than 3 s outside the window it is not looked at.
+    far = [GpuSample(t=-5, gpu=1, source="x", null_reasons={"power_w": "nvidia-smi reported [N/A]"}),
+           *_two_gpus(0, 100, 100), *_two_gpus(1, 100, 100)]
+    assert energy_per_token(far, 0, 1, 100) == (pytest.approx(2.0), pytest.approx(200.0))
 
 
-def test_window_outside_the_series_is_not_extrapolated():
+def test_a_gap_over_three_seconds_is_invalid_and_three_is_not():
+    ok = [*_two_gpus(0, 100, 100), *_two_gpus(3, 100, 100), *_two_gpus(4, 100, 100)]
+    w = energy_window(ok, 0.5, 3.5, 100)
+    assert w.invalid_reasons == () and w.energy_j == pytest.approx(600.0) and w.per_gpu_max_sample_gap_s["0"] == 3.0
+    gap = [*_two_gpus(0, 100, 100), *_two_gpus(3.5, 100, 100), *_two_gpus(4, 100, 100)]
+    w = energy_window(gap, 0.5, 3.75, 100)
+    assert w.energy_j is None and w.invalid_reasons == ("sampling_gap_exceeded",)
+    assert w.per_gpu_max_sample_gap_s == {"0": 3.5, "1": 3.5} and "GPU 0 has 3.5 s between" in (w.reason or "")
+    assert w.per_gpu_energy_j["0"] == pytest.approx(325.0)  # kept for audit, as InferenceX's sidecar does
+    # A long gap entirely outside the window does not count.
+    assert energy_window(gap, 3.5, 4.0, 100).invalid_reasons == ()
+
+
+def test_window_must_be_bracketed_by_readings_of_every_gpu():
     samples = [*_two_gpus(0, 100, 100), *_two_gpus(1, 100, 100)]
-    w = energy_window(samples, 10, 20, 100)
-    assert w.energy_j is None and "do not cover" in (w.reason or "")
+    w = energy_window(samples, 0.5, 1.5, 100)  # no reading at or after 1.5: not extrapolated
+    assert w.energy_j is None and w.invalid_reasons == ("benchmark_window_not_bracketed",)
+    assert energy_window(samples, 10, 20, 100).invalid_reasons == ("no_usable_power_samples",)
+    lone = [*samples, GpuSample(t=0.5, gpu=2, source="x", power_w=50.0)]
+    assert energy_window(lone, 0.25, 0.75, 100).invalid_reasons == ("insufficient_power_samples",)
+
+
+def test_gpu_count_must_match_the_server():
+    samples = [*_two_gpus(0, 100, 100), *_two_gpus(1, 100, 100)]
+    w = energy_window(samples, 0, 1, 100, expected_gpus=8)
+    assert w.energy_j is None and w.invalid_reasons == ("expected_gpu_count_mismatch",)
+    assert "telemetry shows 2 GPUs [0, 1], the server uses 8" in (w.reason or "")
+    assert energy_window(samples, 1, 1, 100).invalid_reasons == ("invalid_benchmark_window",)
+    assert energy_window(samples, float("nan"), 1, 100).invalid_reasons == ("invalid_benchmark_window",)
+
+
+def test_no_output_tokens_keeps_energy_but_no_per_token_figure():
+    w = energy_window([*_two_gpus(0, 100, 100), *_two_gpus(1, 100, 100)], 0, 1, 0)
+    assert w.energy_j == pytest.approx(200.0) and w.joules_per_token is None
+    assert w.invalid_reasons == ("invalid_output_token_count",) and w.reason == "no output tokens in the window"
+
+
+def test_waiting_for_a_reading_after_the_window():
+    sampler = TelemetrySampler(NoTelemetry("none"), clock=iter([1.0, 2.0]).__next__)
+    assert sampler.wait_for_sample_after(1.0, timeout_s=0.0) is False  # nothing read yet
+    sampler.sample_once()
+    assert sampler.wait_for_sample_after(1.0, timeout_s=0.0) is True
+    assert sampler.wait_for_sample_after(1.5, timeout_s=0.01) is False
+    sampler.sample_once()
+    assert sampler.wait_for_sample_after(1.5, timeout_s=0.0) is True
 
 
 def test_sim_metrics_are_labelled_simulated():

@@ -58,6 +58,8 @@ def _reference_rows(configs: dict[str, Any], a: dict[str, Any]) -> list[dict[str
                         "precision": val["precision"], "framework": val["framework"], "runner": val["runner"],
                         "isl": isl, "osl": osl, "tp": tp, "ep": ep if ep is not None else 1,
                         "dp-attn": dp_attn if dp_attn is not None else False,
+                        # Since 843c6254f every single-node row carries its pp/dcp/pcp (defaults 1).
+                        "pp": bmk.get("pp", 1), "dcp-size": bmk.get("dcp-size", 1), "pcp-size": bmk.get("pcp-size", 1),
                         "spec-decoding": bmk.get("spec-decoding", "none"), "conc": conc,
                         "max-model-len": isl + osl + 256,
                         "exp-name": f"{val['model-prefix']}_{NAMES.get((isl, osl), f'{isl}_{osl}')}",

@@ -262,3 +262,18 @@ def test_quirk_flags_may_not_repeat_generated_ones(flag, m3) -> None:
     quirks = m3.model_copy(update={"extra_serve_flags": (*m3.extra_serve_flags, flag, "1")})
     with pytest.raises(RecipeError, match="repeat flags the recipe sets itself"):
         build_recipe(make_group(), quirks)
+
+
+def test_router_is_recorded_in_the_recipe_and_its_fingerprint() -> None:
+    """vLLM has no serve flag for an external router: the argv is unchanged, the recipe and fingerprint are not."""
+    from infersweep.config.master import Router
+    from infersweep.plan.models import ServeGroup
+
+    group = ServeGroup(id="g", config_key="k", image="vllm/vllm-openai:v0.11.0", model="org/m", model_prefix="m",
+                       precision="fp8", framework="vllm", runner="h200", isl=1024, osl=1024, tp=8, dp_attn=True,
+                       max_model_len=2304, exp_name="m_1k1k", concs=(64,))
+    plain = build_recipe(group, None)
+    routed = build_recipe(group.model_copy(update={"router": Router(name="vllm-router", version="0.1.14")}), None)
+    assert routed.argv == plain.argv and plain.components == {}
+    assert routed.components == {"router": {"name": "vllm-router", "version": "0.1.14"}}
+    assert routed.fingerprint() != plain.fingerprint()

@@ -362,21 +362,24 @@ def _telemetry(served: dict[str, Any], store: ResultStore, try_number: int) -> I
 
 
 def _energy(served: dict[str, Any], sampler: Any, result: dict[str, Any]) -> dict[str, Any]:
-    """Energy per output token and average power over the measured window; nulls with a reason if unreadable."""
-    from infersweep.engines.telemetry import energy_window
+    """Energy per output token and average power over the measured window (InferenceX's integration), with
+    the window's readings as InferenceX's `gpu_metrics.csv` text; nulls with a reason if unreadable."""
+    from infersweep.engines.gpu_metrics import measure_point
 
-    t1 = time.time()
-    window = energy_window(sampler.samples, t1 - float(result.get("duration") or 0.0), t1,
-                           int(result.get("total_output_tokens") or 0))
-    out = dataclasses.asdict(window)
+    point = measure_point(sampler, result, expected_gpus=_group(served).gpus)
+    out = dataclasses.asdict(point.energy)
     scale = float(served.get("sim", {}).get("time_scale", 1.0)) if served["engine"] == "sim" else 1.0
     if scale != 1.0:
         # The sim's modelled watts are real; its seconds are compressed: energy and J/token stretch with time.
         for key in ("energy_j", "joules_per_token"):
             if out[key] is not None:
                 out[key] *= scale
+        out["per_gpu_energy_j"] = {g: e * scale for g, e in out["per_gpu_energy_j"].items()}
         if out["tokens_per_s_per_mw"] is not None:
             out["tokens_per_s_per_mw"] /= scale
+    # Wall-clock timestamps, like benchmark_*_time_unix: with the client's wall-clock result JSON,
+    # aggregate_power.py reproduces the unscaled figures.
+    out["gpu_metrics_csv"] = point.csv_text
     return out
 
 

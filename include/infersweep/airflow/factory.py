@@ -77,7 +77,7 @@ def build_sweep_dag(spec: DagSpec, settings: AirflowSettings) -> DAG:
     # read them from the DAG.
     dag.params = ParamsDict(build_params(
         seq_lens=spec.seq_lens, tps=spec.tps, eps=spec.eps, concs=spec.concs,
-        default_engine=spec.engine, eval_enabled=spec.eval_enabled,
+        default_engine=spec.engine, eval_enabled=spec.eval_enabled, pps=spec.pps, dcps=spec.dcps, pcps=spec.pcps,
     ))
     return dag
 

@@ -7,7 +7,7 @@ trigger asking for a topology the config does not have is rejected by Airflow be
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Annotated, Any
 
 from airflow.sdk import Param
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -43,11 +43,24 @@ def build_params(
     concs: Iterable[int],
     default_engine: str,
     eval_enabled: bool,
+    pps: Iterable[int] = (1,),
+    dcps: Iterable[int] = (1,),
+    pcps: Iterable[int] = (1,),
 ) -> dict[str, Param]:
-    """The Params of one sweep DAG. Keys are a contract (REST conf and the UI form use them)."""
+    """The Params of one sweep DAG. Keys are a contract (REST conf and the UI form use them).
+
+    `pp`, `dcp_size` and `pcp_size` appear on the form only for a config with a layout that uses them (a
+    choice between sizes); every DAG accepts them as run conf keys (`AdvancedConf`).
+    """
     if default_engine not in ENGINES:
         raise ValueError(f"engine {default_engine!r} is not one of {ENGINES}")
     seq = sorted(set(seq_lens))
+    layout = {
+        name: _int_array(values, f"Only serve groups with these {what} sizes.")
+        for name, values, what in (("pp", pps, "pipeline-parallel"), ("dcp_size", dcps, "decode-context-parallel"),
+                                   ("pcp_size", pcps, "prefill-context-parallel"))
+        if set(values) - {1}
+    }
     return {
         "seq_lens": _param(
             [], type="array", items={"type": "string", "enum": seq} if seq else {"type": "string"},
@@ -60,6 +73,7 @@ def build_params(
             "any", type="string", enum=["any", "true", "false"],
             description="Only DEP groups (true), only non-DEP groups (false), or both (any).",
         ),
+        **layout,
         "concs": _int_array(concs, "Concurrency subset to benchmark."),
         "image": _param(
             None, type=["null", "string"], pattern=r"^[^\s:]+(:[^\s:/]+|@sha256:[0-9a-f]{64})$",
@@ -89,6 +103,10 @@ class AdvancedConf(BaseModel):
     model: str | None = Field(default=None, min_length=1, description="model override (HF id or local path)")
     eval_limit: int | None = Field(default=None, ge=1, description="gsm8k: first N test questions only")
     sim_time_scale: float | None = Field(default=None, gt=0, description="simulated engine speed-up")
+    # Layout filters; on the form too where the config has a choice (see build_params).
+    pp: tuple[Annotated[int, Field(ge=1)], ...] = Field(default=(), description="pipeline-parallel sizes")
+    dcp_size: tuple[Annotated[int, Field(ge=1)], ...] = Field(default=(), description="decode-context-parallel sizes")
+    pcp_size: tuple[Annotated[int, Field(ge=1)], ...] = Field(default=(), description="prefill-context-parallel sizes")
 
 
 def advanced_conf(params: dict[str, Any]) -> AdvancedConf:
@@ -102,7 +120,9 @@ def advanced_conf(params: dict[str, Any]) -> AdvancedConf:
     known = sorted({*_form_keys(), *AdvancedConf.model_fields})
     problems = []
     for key in sorted(k for k in params if k not in known):
-        close = difflib.get_close_matches(key, known, n=1)
+        # `tp_size` means `tp`, not the similar-looking `pcp_size`: a known key before the first `_` wins.
+        head = key.split("_", 1)[0]
+        close = [head] if head != key and head in known else difflib.get_close_matches(key, known, n=1)
         hint = f"did you mean '{close[0]}'? " if close else ""
         problems.append(f"{key}: unknown run conf key (allowed: {hint}{', '.join(known)})")
     try:

@@ -34,7 +34,9 @@ def _stat_key(files: Sequence[str]) -> list[list[object]]:
 
 
 def _cache_file(cache_dir: Path, paths: Sequence[Path]) -> Path:
-    ident = "\0".join([__version__, sys.version, *(str(p.resolve()) for p in paths)])
+    # The DagSpec schema is in the key: a spec cached by older code must not be read as a current one.
+    schema = json.dumps(DagSpec.model_json_schema(), sort_keys=True)
+    ident = "\0".join([__version__, sys.version, schema, *(str(p.resolve()) for p in paths)])
     return cache_dir / f"dagspecs-{hashlib.sha256(ident.encode()).hexdigest()[:20]}.json"
 
 

@@ -16,8 +16,8 @@ from infersweep.airflow.settings import AirflowSettings
 from infersweep.config.sweep import Sweep, load_sweep
 from infersweep.faults.classify import ClassifiedError
 from infersweep.plan.groups import group_jobs
-from infersweep.plan.models import ServeGroup
-from infersweep.plan.planner import PlanFilters, expand_jobs
+from infersweep.plan.models import AGENTIC, AgenticJob, ServeGroup
+from infersweep.plan.planner import Expansion, PlanFilters, expand
 from infersweep.recipes import rules
 from infersweep.recipes.preflight import preflight
 from infersweep.recipes.vllm import build_recipe
@@ -25,11 +25,14 @@ from infersweep.recipes.vllm import build_recipe
 log = logging.getLogger(__name__)
 
 
+#: Trigger params that filter serve groups by the layout field of the same name (empty = all).
+_LAYOUT_FILTERS = ("tp", "ep", "pp", "dcp_size", "pcp_size")
+
+
 def _wanted(group: ServeGroup, params: dict[str, Any]) -> bool:
-    if params.get("tp") and group.tp not in params["tp"]:
-        return False
-    if params.get("ep") and group.ep not in params["ep"]:
-        return False
+    for name in _LAYOUT_FILTERS:
+        if params.get(name) and getattr(group, name) not in params[name]:
+            return False
     dp = params.get("dp_attn", "any")
     return dp == "any" or (dp == "true") == group.dp_attn
 
@@ -49,12 +52,23 @@ def resolve_image(sweep: Sweep, config_key: str, rc: RunContext) -> str:
     return sweep.entries[config_key].image
 
 
-def select_groups(sweep: Sweep, config_key: str, params: dict[str, Any]) -> list[ServeGroup]:
-    """The config key's serve groups after the trigger's filters (seq-lens, tp/ep/dp-attn, concs, eval)."""
+def not_executed(agentic: list[AgenticJob]) -> dict[str, Any] | None:
+    """What a run records (and its summary shows) about the key's agentic-coding rows: planned exactly as
+    InferenceX plans them, not executed yet."""
+    if not agentic:
+        return None
+    return {AGENTIC: {"status": "planned, not executed", "jobs": len(agentic),
+                      "exp-names": [a.exp_name for a in agentic]}}
+
+
+def select_groups(sweep: Sweep, config_key: str, params: dict[str, Any],
+                  expansion: Expansion | None = None) -> list[ServeGroup]:
+    """The config key's serve groups after the trigger's filters (seq-lens, layout, dp-attn, concs, eval)."""
     seq_lens = tuple(params.get("seq_lens") or ())
-    jobs = expand_jobs(sweep, PlanFilters(config_keys=(config_key,), single_node=True))
+    if expansion is None:
+        expansion = expand(sweep, PlanFilters(config_keys=(config_key,), single_node=True))
     groups = []
-    for g in group_jobs(jobs):
+    for g in group_jobs(expansion.jobs):
         if seq_lens and g.seq_len not in seq_lens:
             continue
         if not _wanted(g, params):
@@ -77,9 +91,14 @@ def plan_run(config_key: str, rc: RunContext) -> list[dict[str, Any]]:
     extra = advanced_conf(params)
     engine_name = params.get("engine") or sweep.settings_for(config_key).engine
     image = resolve_image(sweep, config_key, rc)
+    expansion = expand(sweep, PlanFilters(config_keys=(config_key,), single_node=True))
+    skipped = not_executed(expansion.agentic)
     store = open_store(rc, settings)
     store.start_run(trigger_kind=rc.trigger_kind, logical_date=rc.logical_day, config_key=config_key,
-                    image_tag=image, engine=engine_name, params=params)
+                    image_tag=image, engine=engine_name, params=params, not_executed=skipped)
+    if skipped:
+        log.warning("agentic-coding: planned, not executed: %d jobs (%s)", len(expansion.agentic),
+                    ", ".join(a.exp_name for a in expansion.agentic))
     if params.get("reuse_run_id"):
         from infersweep.store.reuse import copy_run_results
 
@@ -92,7 +111,7 @@ def plan_run(config_key: str, rc: RunContext) -> list[dict[str, Any]]:
     eval_settings = sweep.eval_for(config_key)
     work: list[dict[str, Any]] = []
     table: list[str] = []
-    for group in select_groups(sweep, config_key, params):
+    for group in select_groups(sweep, config_key, params, expansion):
         group = group.model_copy(update={"image": image, "model": extra.model or group.model})
         quirks = sweep.quirks_for(group.model_prefix, group.model)
         group = rules.with_quirk_context(group, quirks)

@@ -42,6 +42,8 @@ def finalize_run(config_key: str, rc: RunContext) -> dict[str, Any]:
     report_path = _write_report(rc, settings)
     log.info("run %s: %s (%s); failures by class: %s; report: %s", rc.run_id, summary.get("label"), status,
              {f["failure_kind"]: f["n"] for f in failures}, report_path)
+    for kind, skipped in (summary.get("not_executed") or {}).items():
+        log.warning("run %s: %s: %s jobs planned, not executed", rc.run_id, kind, skipped.get("jobs"))
     return {"status": status, "summary": _jsonable(summary), "failures": _jsonable(failures),
             "report": str(report_path) if report_path else None}
 

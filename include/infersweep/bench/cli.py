@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -44,6 +45,30 @@ def _parse_metadata(items: list[str]) -> dict[str, str]:
     return meta
 
 
+TELEMETRY_SOURCES = ("none", "sim", "nvidia-smi")
+
+
+def _telemetry_sampler(kind: str, base_url: str, interval_s: float) -> Any:
+    """A started sampler for `--gpu-telemetry`, or None for `none`."""
+    from infersweep.engines.telemetry import NvidiaSmiSource, SimMetricsSource, TelemetrySampler
+
+    if kind == "none":
+        return None
+    source = SimMetricsSource(base_url) if kind == "sim" else NvidiaSmiSource.local()
+    return TelemetrySampler(source, interval_s=interval_s).start()
+
+
+def _attach_telemetry(sampler: Any, result: dict, path: Path, gpus: int) -> Path:
+    """Energy (InferenceX's integration) into the result; the window's readings to `<stem>_gpu_metrics.csv`."""
+    import dataclasses
+
+    from infersweep.engines.gpu_metrics import gpu_metrics_path, measure_point, write_gpu_metrics_csv
+
+    point = measure_point(sampler, result, expected_gpus=gpus)
+    result["infersweep"]["energy"] = dataclasses.asdict(point.energy)
+    return write_gpu_metrics_csv(gpu_metrics_path(path), point.csv_text)
+
+
 def _summary(res: dict) -> str:
     x = res["infersweep"]
     lines = [
@@ -62,6 +87,14 @@ def _summary(res: dict) -> str:
         f"  client: lag p99={h['loop_lag_ms']['p99']:.3f} ms cpu max={h['cpu_pct_max']:.0f}% "
         f"µs/event={h['cpu_us_per_event'] or 0:.2f} workers={x['workers']}"
     )
+    e = x.get("energy")
+    if e is not None:
+        lines.append(
+            f"  energy: {e['joules_per_token']:.4f} J/output token, {e['avg_power_w']:.1f} W over {e['gpus']} GPU(s)"
+            + (" (simulated)" if e["simulated"] else "")
+            if e["joules_per_token"] is not None
+            else f"  energy: n/a ({e['reason']})"
+        )
     lines.extend(f"  FAIL: {r}" for r in x["fail_reasons"])
     return "\n".join(lines)
 
@@ -112,6 +145,16 @@ def register(app: typer.Typer) -> None:
         save_detailed: bool = typer.Option(False, "--save-detailed", help="Also write per-request itls"),
         save_texts: bool = typer.Option(False, "--save-texts", help="Also write generated_texts"),
         metadata: list[str] = typer.Option([], "--metadata", help="key=value copied into the result"),
+        gpu_telemetry: str = typer.Option(
+            "none", "--gpu-telemetry",
+            help="Sample GPU power during the run: none | sim (the simulator's /metrics) | nvidia-smi (this "
+            "host). Adds infersweep.energy and writes <stem>_gpu_metrics.csv beside each result (InferenceX "
+            "aggregate_power.py format)",
+        ),
+        telemetry_interval_s: float = typer.Option(
+            1.0, "--telemetry-interval-s", min=0.05,
+            help="Seconds between GPU telemetry reads (InferenceX: 1; over 3 s cannot be valid)",
+        ),
     ) -> None:
         """Benchmark an OpenAI-compatible server with exact lengths and vLLM-compatible metrics.
 
@@ -126,30 +169,45 @@ def register(app: typer.Typer) -> None:
 
         concs = parse_concs(conc)
         meta = _parse_metadata(metadata)
+        if gpu_telemetry not in TELEMETRY_SOURCES:
+            raise typer.BadParameter(f"--gpu-telemetry: {gpu_telemetry!r} is not one of {', '.join(TELEMETRY_SOURCES)}")
+        from infersweep.engines.telemetry import MAX_SAMPLE_GAP_S
+
+        if telemetry_interval_s >= MAX_SAMPLE_GAP_S:
+            raise typer.BadParameter(f"--telemetry-interval-s: {telemetry_interval_s:g} s leaves gaps of at least "
+                                     f"that, and InferenceX rejects gaps over {MAX_SAMPLE_GAP_S:g} s; use 1")
         any_failed = False
-        for c in concs:
-            try:
-                cfg = BenchConfig(
-                    base_url=base_url, model=model, tokenizer=tokenizer, isl=isl, osl=osl, conc=c,
-                    num_prompts=num_prompts, warmups=num_warmups, random_range_ratio=random_range_ratio,
-                    chat=chat, request_rate=request_rate, burstiness=burstiness, gpus=gpus, seed=seed,
-                    slo_ttft_ms=slo_ttft_ms, slo_tpot_ms=slo_tpot_ms, slo_e2el_ms=slo_e2el_ms,
-                    workers=workers if workers == "auto" else int(workers),
-                    max_failed_fraction=max_failed_fraction, fail_on_length_violation=not allow_length_mismatch,
-                    ignore_eos=not no_ignore_eos, request_timeout_s=request_timeout_s, stall_timeout_s=stall_timeout_s,
-                    save_detailed=save_detailed, save_texts=save_texts, metadata=meta,
-                )  # fmt: skip
-                result = run_benchmark(cfg)
-            except (ValidationError, TokenizerError, ValueError) as exc:
-                typer.echo(f"infersweep bench: invalid input: {exc}", err=True)
-                raise typer.Exit(2) from None
-            path = result_path(result_file, c, len(concs) > 1)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(path.name + ".tmp")
-            tmp.write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY))
-            tmp.replace(path)  # never a half-written result file
-            typer.echo(_summary(result))
-            typer.echo(f"  wrote {path}")
-            any_failed |= not result["infersweep"]["passed"]
+        # one sampler over every point, started before the first warm-up, so each window has readings around it
+        sampler = _telemetry_sampler(gpu_telemetry, base_url, telemetry_interval_s)
+        try:
+            for c in concs:
+                try:
+                    cfg = BenchConfig(
+                        base_url=base_url, model=model, tokenizer=tokenizer, isl=isl, osl=osl, conc=c,
+                        num_prompts=num_prompts, warmups=num_warmups, random_range_ratio=random_range_ratio,
+                        chat=chat, request_rate=request_rate, burstiness=burstiness, gpus=gpus, seed=seed,
+                        slo_ttft_ms=slo_ttft_ms, slo_tpot_ms=slo_tpot_ms, slo_e2el_ms=slo_e2el_ms,
+                        workers=workers if workers == "auto" else int(workers),
+                        max_failed_fraction=max_failed_fraction, fail_on_length_violation=not allow_length_mismatch,
+                        ignore_eos=not no_ignore_eos, request_timeout_s=request_timeout_s,
+                        stall_timeout_s=stall_timeout_s, save_detailed=save_detailed, save_texts=save_texts,
+                        metadata=meta,
+                    )  # fmt: skip
+                    result = run_benchmark(cfg)
+                except (ValidationError, TokenizerError, ValueError) as exc:
+                    typer.echo(f"infersweep bench: invalid input: {exc}", err=True)
+                    raise typer.Exit(2) from None
+                path = result_path(result_file, c, len(concs) > 1)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                csv_path = _attach_telemetry(sampler, result, path, gpus) if sampler is not None else None
+                tmp = path.with_name(path.name + ".tmp")
+                tmp.write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY))
+                tmp.replace(path)  # never a half-written result file
+                typer.echo(_summary(result))
+                typer.echo(f"  wrote {path}" + (f" and {csv_path}" if csv_path else ""))
+                any_failed |= not result["infersweep"]["passed"]
+        finally:
+            if sampler is not None:
+                sampler.stop()
         if any_failed:
             raise typer.Exit(1)

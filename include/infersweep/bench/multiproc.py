@@ -4,7 +4,7 @@ Each worker owns a uvloop loop and a keep-alive pool and gets every N-th request
 (the shares sum to C, so in-flight never exceeds C). Workers warm up, report ready, and block on one
 shared start event; each stamps its own start on release and the run starts at the earliest.
 ``time.perf_counter`` is CLOCK_MONOTONIC on Linux, one clock for every process on the host, so records
-merge without conversion.
+merge without conversion; the window's unix times are those of the earliest start and the latest end.
 """
 
 from __future__ import annotations
@@ -64,11 +64,13 @@ def _worker(
                 out.warmup_failed,
                 out.warmup_errors,
                 None,
+                out.t_start_unix,
+                out.t_end_unix,
             )
         )
     except BaseException as exc:
         ready_q.put(w)  # never leave the parent waiting for a dead worker
-        out_q.put((w, [], ([], 0.0, 0.0, 0), 0.0, 0.0, 0, [], f"{type(exc).__name__}: {exc}"))
+        out_q.put((w, [], ([], 0.0, 0.0, 0), 0.0, 0.0, 0, [], f"{type(exc).__name__}: {exc}", 0.0, 0.0))
 
 
 def run_multiprocess(
@@ -121,11 +123,15 @@ def run_multiprocess(
         records.extend(RequestRecord.from_tuple(t) for t in r[1])
         health.append(HealthSample(*r[2]))
     records.sort(key=lambda r: r.index)
+    first = min(results, key=lambda r: r[4])
+    last = max(results, key=lambda r: r[3])
     return RunOutput(
         records=records,
         health=health,
-        t_start=min(r[4] for r in results),
-        t_end=max(r[3] for r in results),
+        t_start=first[4],
+        t_end=last[3],
+        t_start_unix=first[8],
+        t_end_unix=last[9],
         warmup_failed=sum(r[5] for r in results),
         warmup_errors=[e for r in results for e in r[6]][:5],
     )

@@ -3,6 +3,10 @@
 InferenceX's ``utils/process_result.py`` reads the top level as is: it converts every key ending in ``ms`` with
 ``float()`` and every key containing ``tpot`` with ``1000/float()``, so no other top-level key may end in
 ``ms`` or contain ``tpot`` unless it is a non-zero number. Per-request TPOTs therefore live under extras.
+
+Every key InferenceX's ``benchmark_serving.py`` writes is here, including ``benchmark_start_time_unix`` /
+``benchmark_end_time_unix`` (the measured window in unix seconds, the clock of the GPU telemetry samples, which
+``aggregate_power.py`` integrates power over) and its misspelt ``"request_goodput:"``.
 """
 
 from __future__ import annotations
@@ -127,12 +131,17 @@ def build_result(
         "random_range_ratio_semantics": "inferencex",
         **cfg.metadata,
         "duration": dur,
+        "benchmark_start_time_unix": run.t_start_unix,
+        "benchmark_end_time_unix": run.t_end_unix,
         "completed": head["completed"],
         "failed": head["failed"],
         "total_input_tokens": head["total_input_tokens"],
         "total_output_tokens": head["total_output_tokens"],
         "request_throughput": head["request_throughput"],
         "request_goodput": good["request_goodput"] if good else None,
+        # InferenceX's benchmark_serving.py spells the key with a colon (as vLLM once did); both are kept so
+        # readers of either find it.
+        "request_goodput:": good["request_goodput"] if good else None,
         "output_throughput": head["output_throughput"],
         "total_token_throughput": head["total_token_throughput"],
         "max_output_tokens_per_s": max((b["output_tokens_per_s"] for b in tl), default=0.0),

@@ -4,6 +4,8 @@ The simulator runs X times faster than the wall clock (`--time-scale X`), so the
 durations X times too short and throughputs X times too high. Reports must show the simulated engine's
 own numbers, so every duration is multiplied and every rate divided by X. Client-side jitter is scaled
 up with them; that is the price of a fast demo, and the result says so (`infersweep.time_scale`).
+`benchmark_start_time_unix` / `benchmark_end_time_unix` stay wall-clock instants: they locate the window
+on the GPU telemetry's clock, so in a converted result `duration` no longer equals their difference.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ def _is_duration_key(key: str) -> bool:
 
 
 def _is_rate_key(key: str) -> bool:
-    return key.endswith(("_throughput", "_goodput", "_per_s")) or key in ("request_goodput",)
+    return key.endswith(("_throughput", "_goodput", "_per_s")) or key in ("request_goodput", "request_goodput:")
 
 
 def to_simulated_time(result: dict[str, Any], time_scale: float) -> dict[str, Any]:

@@ -1,21 +1,32 @@
 """The InferenceX master-config schema (`nvidia-master.yaml`, `amd-master.yaml`), read unchanged.
 
 Each top-level key is a *config key* (`<model-prefix>-<precision>-<gpu>-<framework>[-mtp]`) mapping to
-one `MasterEntry`. Field names are the YAML keys (aliases); Python attributes use `_`. The schema is a
-superset of what the reference `utils/matrix_logic/validation.py` accepts around PR #1731, plus the
-fields later snapshots added (router, kv-p2p-transfer, kv-offloading, dram-utilization, pp/dcp/pcp),
-so newer master files validate too. Pydantic checks shape and types; `entry_problems()` checks the
-cross-field rules with precise paths (single- vs multi-node topology, disagg, spec-decoding).
+one `MasterEntry`. Field names are the YAML keys (aliases); Python attributes use `_`.
+
+The schema follows upstream's `utils/matrix_logic/validation.py` as of commit 843c6254f (2026-08-21),
+and still reads the June 2026 files (commit 1ef98e3ed): their agentic `duration` and `offloading` are
+kept as *legacy* fields. docs/sweep-config.md has the changelog of the upstream versions followed.
+
+Every field declares, in its `json_schema_extra`, what it changes here (`FIELD_EFFECTS`):
+
+- `row`: the planned job rows (`plan --format inferencex`), hence the serve groups and the recipe;
+- `multinode`: the multinode rows (planned like upstream, not executed yet); refused in single-node entries;
+- `container`: a mapping/list whose own fields carry the effect.
+
+tests/config/test_field_effects.py enumerates the schema and proves each declared effect, so a new
+upstream field is one `Field(...)` line here plus, if it reaches the row, one key in `plan/models.py`.
+Pydantic checks shape and types; `entry_problems()` checks the cross-field rules with precise paths.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     StrictBool,
     StrictFloat,
     StrictInt,
@@ -29,12 +40,24 @@ from infersweep.config.errors import PathPart
 PositiveInt = Annotated[StrictInt, Field(gt=0)]
 SpecDecoding = Literal["none", "mtp", "draft_model"]
 SPEC_DECODING_VALUES: tuple[str, ...] = ("none", "mtp", "draft_model")
-#: Agentic `offloading` values seen in InferenceX master files (the reference's list grew over time).
-OFFLOADING_VALUES = Literal["none", "cpu", "ssd", "dram", "hicache", "lmcache"]
+#: June 2026 agentic `offloading` values (upstream replaced the field by kv-offloading + kv-offload-backend).
+LegacyOffloading = Literal["none", "cpu", "ssd", "lmcache", "lmcache-mp", "hicache"]
+KvOffloading = Literal["none", "dram"]
+#: Upstream's default agentic trace-replay duration since the `duration` key was removed (843c6254f).
+DEFAULT_AGENTIC_DURATION_S = 3600
+#: June 2026 default when a legacy agentic config left `duration` out.
+LEGACY_AGENTIC_DURATION_S = 1800
 
 # Only these two shapes are live in InferenceX (`seq_len_stoi`); others get `<isl>_<osl>` names.
 SEQ_LEN_NAMES: dict[tuple[int, int], str] = {(1024, 1024): "1k1k", (8192, 1024): "8k1k"}
 SEQ_LENS: dict[str, tuple[int, int]] = {v: k for k, v in SEQ_LEN_NAMES.items()}
+
+Effect = Literal["row", "multinode", "container"]
+
+
+def _f(default: Any = ..., *, effect: Effect, alias: str | None = None, **kw: Any) -> Any:
+    """A schema field with its declared effect (see the module docstring)."""
+    return Field(default, alias=alias, json_schema_extra={"effect": effect}, **kw)
 
 
 class FieldProblem(ValueError):
@@ -50,41 +73,76 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
-class Router(_Strict):
-    """Router metadata (name + released version); informational for single-node vLLM."""
+def _not_an_image(version: str | None) -> str | None:
+    # Upstream: a component's version is its own release or commit; the image is recorded separately.
+    if version is not None and version.startswith("image:"):
+        raise FieldProblem(f"version {version!r} is an image reference",
+                           "the component's own release, package version or source commit, e.g. 0.3.2")
+    return version
 
-    name: StrictStr
-    version: StrictStr
+
+class Router(_Strict):
+    """A request router / frontend in front of the engine (e.g. vllm-router, sglang-router): name and release."""
+
+    name: StrictStr = _f(effect="row", min_length=1)
+    version: StrictStr = _f(effect="row", min_length=1)
+
+    @field_validator("version")
+    @classmethod
+    def _release(cls, v: str) -> str:
+        _not_an_image(v)
+        return v
 
 
 class KvOffloadBackend(_Strict):
-    name: StrictStr
-    version: StrictStr | None = None
+    """The KV-cache offload backend of an agentic point (e.g. lmcache, hicache), with its own version."""
+
+    name: StrictStr = _f(effect="row", min_length=1)
+    version: StrictStr | None = _f(None, effect="row", min_length=1)
+
+    @field_validator("version")
+    @classmethod
+    def _release(cls, v: str | None) -> str | None:
+        return _not_an_image(v)
 
 
 class WorkerConfig(_Strict):
     """One prefill or decode pool of a multinode (disaggregated) point."""
 
+    # The YAML key order: the generator writes a pool back as written (then pp/dcp/pcp), and so do we.
+    _yaml_order: tuple[str, ...] = PrivateAttr(default=())
+
+    @_model_validator(mode="wrap")
+    @classmethod
+    def _remember_order(cls, data: Any, handler: Any) -> Any:
+        worker = handler(data)
+        if isinstance(data, dict) and not worker._yaml_order:
+            worker._yaml_order = tuple(str(k) for k in data)
+        return worker
+
+    @property
+    def yaml_order(self) -> tuple[str, ...]:
+        """The keys as the config wrote them (empty for a pool built in code)."""
+        return self._yaml_order
+
     # 0 is legal: aggregated (non-disagg) multinode rows carry an empty decode pool.
-    num_worker: Annotated[StrictInt, Field(ge=0)] = Field(alias="num-worker")
-    tp: PositiveInt
-    ep: PositiveInt
-    dp_attn: StrictBool = Field(alias="dp-attn")
-    pp: PositiveInt = 1
-    dcp_size: PositiveInt = Field(default=1, alias="dcp-size")
-    pcp_size: PositiveInt = Field(default=1, alias="pcp-size")
-    hardware: StrictStr | None = None
-    batch_size: PositiveInt | None = Field(default=None, alias="batch-size")
-    max_num_tokens: PositiveInt | None = Field(default=None, alias="max-num-tokens")
-    additional_settings: tuple[StrictStr, ...] = Field(default=(), alias="additional-settings")
+    num_worker: Annotated[StrictInt, Field(ge=0)] = _f(effect="multinode", alias="num-worker")
+    tp: PositiveInt = _f(effect="multinode")
+    ep: PositiveInt = _f(effect="multinode")
+    dp_attn: StrictBool = _f(effect="multinode", alias="dp-attn")
+    pp: PositiveInt = _f(1, effect="multinode")
+    dcp_size: PositiveInt = _f(1, effect="multinode", alias="dcp-size")
+    pcp_size: PositiveInt = _f(1, effect="multinode", alias="pcp-size")
+    hardware: StrictStr | None = _f(None, effect="multinode", min_length=1)
+    additional_settings: tuple[StrictStr, ...] = _f((), effect="multinode", alias="additional-settings")
 
 
 class _ConcRange(_Strict):
     """`conc-start`/`conc-end` (geometric ×2, end clamped) or an explicit `conc-list`, never both."""
 
-    conc_start: PositiveInt | None = Field(default=None, alias="conc-start")
-    conc_end: PositiveInt | None = Field(default=None, alias="conc-end")
-    conc_list: tuple[PositiveInt, ...] | None = Field(default=None, alias="conc-list", min_length=1)
+    conc_start: PositiveInt | None = _f(None, effect="row", alias="conc-start")
+    conc_end: PositiveInt | None = _f(None, effect="row", alias="conc-end")
+    conc_list: tuple[PositiveInt, ...] | None = _f(None, effect="row", alias="conc-list", min_length=1)
 
     @_model_validator(mode="after")
     def _check_conc(self) -> _ConcRange:
@@ -109,45 +167,51 @@ class _ConcRange(_Strict):
 class FixedSeqLenPoint(_ConcRange):
     """One search-space point: a parallel layout (+ spec decoding) swept over concurrencies."""
 
-    tp: PositiveInt | None = None
-    ep: PositiveInt | None = Field(default=None, description="None = unset; InferenceX defaults it to 1")
-    dp_attn: StrictBool | None = Field(default=None, alias="dp-attn")
-    pp: PositiveInt = 1
-    dcp_size: PositiveInt = Field(default=1, alias="dcp-size")
-    pcp_size: PositiveInt = Field(default=1, alias="pcp-size")
-    spec_decoding: SpecDecoding = Field(default="none", alias="spec-decoding")
-    num_speculative_tokens: PositiveInt | None = Field(default=None, alias="num-speculative-tokens")
-    max_num_batched_tokens: PositiveInt | None = Field(default=None, alias="max-num-batched-tokens")
-    prefill: WorkerConfig | None = None
-    decode: WorkerConfig | None = None
-    router: Router | None = None
-    kv_p2p_transfer: StrictStr | None = Field(default=None, alias="kv-p2p-transfer")
+    tp: PositiveInt | None = _f(None, effect="row")
+    ep: PositiveInt | None = _f(None, effect="row", description="None = unset; InferenceX defaults it to 1")
+    dp_attn: StrictBool | None = _f(None, effect="row", alias="dp-attn")
+    pp: PositiveInt = _f(1, effect="row")
+    dcp_size: PositiveInt = _f(1, effect="row", alias="dcp-size")
+    pcp_size: PositiveInt = _f(1, effect="row", alias="pcp-size")
+    spec_decoding: SpecDecoding = _f("none", effect="row", alias="spec-decoding")
+    router: Router | None = _f(None, effect="row")
+    kv_p2p_transfer: StrictStr | None = _f(None, effect="multinode", alias="kv-p2p-transfer", min_length=1)
+    prefill: WorkerConfig | None = _f(None, effect="multinode")
+    decode: WorkerConfig | None = _f(None, effect="multinode")
 
 
 class AgenticPoint(FixedSeqLenPoint):
     """An agentic-coding (trace replay) point; single-node (tp) or multinode (prefill + decode)."""
 
-    offloading: OFFLOADING_VALUES = "none"
-    kv_offloading: Literal["none", "dram"] | None = Field(default=None, alias="kv-offloading")
-    kv_offload_backend: KvOffloadBackend | None = Field(default=None, alias="kv-offload-backend")
+    kv_offloading: KvOffloading | None = _f(None, effect="row", alias="kv-offloading")
+    kv_offload_backend: KvOffloadBackend | None = _f(None, effect="row", alias="kv-offload-backend")
+    offloading: LegacyOffloading | None = _f(
+        None, effect="row", description="June 2026 schema; replaced upstream by kv-offloading + kv-offload-backend")
+
+    @property
+    def legacy(self) -> bool:
+        """Written in the June 2026 agentic schema (rows keep that generator's shape)."""
+        return self.offloading is not None
 
 
 class FixedSeqLen(_Strict):
-    isl: PositiveInt
-    osl: PositiveInt
-    search_space: tuple[FixedSeqLenPoint, ...] = Field(alias="search-space", min_length=1)
+    isl: PositiveInt = _f(effect="row")
+    osl: PositiveInt = _f(effect="row")
+    search_space: tuple[FixedSeqLenPoint, ...] = _f(effect="container", alias="search-space", min_length=1)
 
 
 class AgenticCoding(_Strict):
-    duration: PositiveInt = 1800
-    trace_source: StrictStr | None = Field(default=None, alias="trace-source")
-    dram_utilization: Annotated[StrictFloat, Field(gt=0, le=1)] | None = Field(default=None, alias="dram-utilization")
-    search_space: tuple[AgenticPoint, ...] = Field(alias="search-space", min_length=1)
+    # Upstream dropped `duration` (every run is DEFAULT_AGENTIC_DURATION_S); June files still set it.
+    duration: PositiveInt | None = _f(None, effect="row")
+    dram_utilization: Annotated[StrictFloat, Field(gt=0, le=1)] | None = _f(
+        None, effect="row", alias="dram-utilization",
+        description="share of the node's CPU DRAM a dram-offloading server may use (total-cpu-dram-gb)")
+    search_space: tuple[AgenticPoint, ...] = _f(effect="container", alias="search-space", min_length=1)
 
 
 class Scenarios(_Strict):
-    fixed_seq_len: tuple[FixedSeqLen, ...] = Field(default=(), alias="fixed-seq-len")
-    agentic_coding: tuple[AgenticCoding, ...] = Field(default=(), alias="agentic-coding")
+    fixed_seq_len: tuple[FixedSeqLen, ...] = _f((), effect="container", alias="fixed-seq-len")
+    agentic_coding: tuple[AgenticCoding, ...] = _f((), effect="container", alias="agentic-coding")
 
     @_model_validator(mode="after")
     def _at_least_one(self) -> Scenarios:
@@ -159,17 +223,17 @@ class Scenarios(_Strict):
 class MasterEntry(_Strict):
     """One InferenceX config key: what to serve (image, model), where (runner) and what to sweep."""
 
-    image: StrictStr
-    model: StrictStr
-    model_prefix: StrictStr = Field(alias="model-prefix", min_length=1)
-    runner: StrictStr = Field(min_length=1)
-    precision: StrictStr = Field(min_length=1)
-    framework: StrictStr = Field(min_length=1)
-    multinode: StrictBool
-    disagg: StrictBool = False
-    router: Router | None = None
-    kv_p2p_transfer: StrictStr | None = Field(default=None, alias="kv-p2p-transfer")
-    scenarios: Scenarios
+    image: StrictStr = _f(effect="row")
+    model: StrictStr = _f(effect="row")
+    model_prefix: StrictStr = _f(effect="row", alias="model-prefix", min_length=1)
+    runner: StrictStr = _f(effect="row", min_length=1)
+    precision: StrictStr = _f(effect="row", min_length=1)
+    framework: StrictStr = _f(effect="row", min_length=1)
+    multinode: StrictBool = _f(effect="row")
+    disagg: StrictBool = _f(False, effect="multinode")
+    router: Router | None = _f(None, effect="row")
+    kv_p2p_transfer: StrictStr | None = _f(None, effect="multinode", alias="kv-p2p-transfer", min_length=1)
+    scenarios: Scenarios = _f(effect="container")
 
     @field_validator("image")
     @classmethod
@@ -193,6 +257,29 @@ class MasterEntry(_Strict):
         """The entry as InferenceX YAML data (aliases, unset fields dropped)."""
         return self.model_dump(by_alias=True, exclude_defaults=True, mode="json")
 
+    def points(self) -> list[tuple[tuple[PathPart, ...], FixedSeqLenPoint]]:
+        """Every search-space point (fixed-seq-len and agentic) with its path inside the entry."""
+        out: list[tuple[tuple[PathPart, ...], FixedSeqLenPoint]] = []
+        for i, fcfg in enumerate(self.scenarios.fixed_seq_len):
+            out.extend((("scenarios", "fixed-seq-len", i, "search-space", j), p) for j, p in enumerate(fcfg.search_space))
+        for i, acfg in enumerate(self.scenarios.agentic_coding):
+            out.extend((("scenarios", "agentic-coding", i, "search-space", j), p) for j, p in enumerate(acfg.search_space))
+        return out
+
+
+#: Every model of the schema; each field declares its effect (docs and tests/config/test_field_effects.py).
+SCHEMA_MODELS: tuple[type[BaseModel], ...] = (
+    MasterEntry, Scenarios, FixedSeqLen, FixedSeqLenPoint, AgenticCoding, AgenticPoint, WorkerConfig, Router,
+    KvOffloadBackend,
+)
+
+
+def field_effect(model: type[BaseModel], name: str) -> Effect:
+    """The declared effect of `model`'s field `name` (Python name)."""
+    extra = model.model_fields[name].json_schema_extra
+    assert isinstance(extra, dict), f"{model.__name__}.{name} declares no effect"
+    return extra["effect"]  # type: ignore[return-value]
+
 
 Problem = tuple[tuple[PathPart, ...], str, str | None]
 
@@ -206,6 +293,13 @@ def entry_problems(entry: MasterEntry) -> list[Problem]:
     if entry.kv_p2p_transfer is not None and not entry.multinode:
         out.append((("kv-p2p-transfer",), "kv-p2p-transfer only applies to multinode entries",
                     "drop it, or set multinode: true"))
+    # Upstream: a component is declared once, for the whole entry or per point, never both.
+    for key, attr in (("router", "router"), ("kv-p2p-transfer", "kv_p2p_transfer")):
+        if getattr(entry, attr) is not None:
+            for path, point in entry.points():
+                if getattr(point, attr) is not None:
+                    out.append(((*path, key), f"{key} is set at the top level and in this search-space entry",
+                                f"declare {key} either at the top level or in the search-space entries, not both"))
     for i, cfg in enumerate(entry.scenarios.fixed_seq_len):
         for j, point in enumerate(cfg.search_space):
             base: tuple[PathPart, ...] = ("scenarios", "fixed-seq-len", i, "search-space", j)
@@ -214,6 +308,7 @@ def entry_problems(entry: MasterEntry) -> list[Problem]:
         for j, apoint in enumerate(acfg.search_space):
             base = ("scenarios", "agentic-coding", i, "search-space", j)
             out.extend(_point_problems(apoint, base, multinode=None, framework=entry.framework))
+            out.extend(_agentic_problems(acfg, apoint, base, ("scenarios", "agentic-coding", i)))
     return out
 
 
@@ -221,13 +316,18 @@ def entry_problems(entry: MasterEntry) -> list[Problem]:
 POWER_OF_TWO_TP_FRAMEWORKS = frozenset({"vllm"})
 
 
+def _dcp_divides_tp(tp: int, dcp: int, path: tuple[PathPart, ...]) -> list[Problem]:
+    # Upstream's `_validate_tp_context_topology`: decode-context parallelism splits the TP ranks.
+    if tp % dcp:
+        return [((*path, "dcp-size"), f"tp ({tp}) must be divisible by dcp-size ({dcp})",
+                 "a dcp-size that divides tp (1, 2, 4, ...)")]
+    return []
+
+
 def _point_problems(point: FixedSeqLenPoint, base: tuple[PathPart, ...], *, multinode: bool | None,
                     framework: str) -> list[Problem]:
     out: list[Problem] = []
     has_pd = point.prefill is not None or point.decode is not None
-    if point.num_speculative_tokens is not None and point.spec_decoding == "none":
-        out.append(((*base, "num-speculative-tokens"), "num-speculative-tokens needs spec-decoding",
-                    "set spec-decoding: mtp or draft_model, or drop num-speculative-tokens"))
     # Agentic points (multinode=None) follow the reference rule: tp xor (prefill and decode).
     single = (not multinode) if multinode is not None else point.tp is not None
     if single:
@@ -239,11 +339,13 @@ def _point_problems(point: FixedSeqLenPoint, base: tuple[PathPart, ...], *, mult
                         "use tp/ep/dp-attn here, or set multinode: true"))
         if point.kv_p2p_transfer is not None:
             out.append(((*base, "kv-p2p-transfer"), "kv-p2p-transfer only applies to multinode entries", "drop it"))
+        tp = point.tp
+        if tp is not None:
+            out.extend(_dcp_divides_tp(tp, point.dcp_size, base))
         # vLLM splits the attention heads evenly over the TP ranks and refuses to start when they do not
         # divide ("Total number of attention heads (32) must be divisible by tensor parallel size (6)"); head
         # counts are powers of two, so a tp of 3, 6 or 12 would only fail after a GPU node was booked. Under
         # DP attention tp is the data-parallel size (vLLM runs TP 1 per rank), which has no such rule.
-        tp = point.tp
         if (framework in POWER_OF_TWO_TP_FRAMEWORKS and tp is not None and not point.dp_attn
                 and tp & (tp - 1) != 0):
             lower, upper = 1 << (tp.bit_length() - 1), 1 << tp.bit_length()
@@ -259,6 +361,44 @@ def _point_problems(point: FixedSeqLenPoint, base: tuple[PathPart, ...], *, mult
             if value is not None:
                 out.append(((*base, key), f"{key} is set per worker pool in multinode entries",
                             f"move {key} into the prefill/decode blocks"))
+        for key, attr in (("prefill", point.prefill), ("decode", point.decode)):
+            if attr is not None:
+                out.extend(_dcp_divides_tp(attr.tp, attr.dcp_size, (*base, key)))
+        if point.prefill is not None and point.decode is not None and (
+                (point.prefill.hardware is None) != (point.decode.hardware is None)):
+            out.append((base, "hardware is set on one pool only",
+                        "set hardware on both prefill and decode, or on neither"))
+    return out
+
+
+def _agentic_problems(cfg: AgenticCoding, point: AgenticPoint, base: tuple[PathPart, ...],
+                      cfg_path: tuple[PathPart, ...]) -> list[Problem]:
+    """Upstream's agentic rules: kv-offloading on single-node points, its backend, and the DRAM budget."""
+    out: list[Problem] = []
+    if point.offloading is not None and (point.kv_offloading is not None or point.kv_offload_backend is not None):
+        out.append(((*base, "offloading"), "offloading (June 2026 schema) cannot be combined with kv-offloading",
+                    "kv-offloading: none | dram with kv-offload-backend: {name, version}"))
+        return out
+    if point.tp is None:
+        # Upstream: pp/dcp/pcp of a multinode agentic point belong to its worker pools.
+        for key in ("pp", "dcp_size", "pcp_size"):
+            if key in point.model_fields_set:
+                name = key.replace("_", "-")
+                out.append(((*base, name), f"{name} is set per worker pool in multinode entries",
+                            f"move {name} into the prefill/decode blocks"))
+    elif point.kv_offloading is None and point.offloading is None:
+        out.append((base, "single-node agentic point has no kv-offloading", "kv-offloading: none or dram"))
+    backend, mode = point.kv_offload_backend, point.kv_offloading
+    if backend is not None and mode in (None, "none"):
+        out.append(((*base, "kv-offload-backend"), "kv-offload-backend needs kv-offloading: dram",
+                    "set kv-offloading: dram, or drop kv-offload-backend"))
+    if mode == "dram":
+        if backend is None:
+            out.append(((*base, "kv-offloading"), "kv-offloading: dram needs a kv-offload-backend",
+                        "kv-offload-backend: {name: lmcache, version: ...}"))
+        if cfg.dram_utilization is None:
+            out.append(((*cfg_path, "dram-utilization"), "kv-offloading: dram needs dram-utilization",
+                        "dram-utilization: 0 < share <= 1 (with the runner's hardware facts in runners.yaml)"))
     return out
 
 

@@ -9,10 +9,26 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
 
 from infersweep.config.errors import IssueCollector
+from infersweep.config.schema_errors import add_validation_issues, validate_yaml
 from infersweep.config.yamlio import YamlDoc, read_yaml
+
+
+class RunnerHardware(BaseModel):
+    """Facts about one runner label's nodes (upstream `RunnerConfig.hardware`, since 843c6254f).
+
+    They size an agentic point's DRAM offload budget (`total-cpu-dram-gb`) and bound a single-node
+    server's GPU count (tp x pp x pcp must fit in `gpus-per-node`).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    available_cpu_dram_mib: Annotated[StrictInt, Field(gt=0)] = Field(alias="available-cpu-dram-mib")
+    gpus_per_node: Annotated[StrictInt, Field(gt=0)] = Field(alias="gpus-per-node")
 
 
 @dataclass(frozen=True)
@@ -21,7 +37,7 @@ class Runners:
 
     file: str
     labels: dict[str, tuple[str, ...]]
-    hardware: dict[str, dict[str, Any]] = field(default_factory=dict)
+    hardware: dict[str, RunnerHardware] = field(default_factory=dict)
     lines: dict[str, int] = field(default_factory=dict)
 
 
@@ -39,7 +55,7 @@ def runners_from_doc(doc: YamlDoc, issues: IssueCollector) -> Runners | None:
     nested = isinstance(data.get("labels"), dict)
     table: dict[Any, Any] = data["labels"] if nested else data
     base: tuple[str, ...] = ("labels",) if nested else ()
-    hardware: dict[str, dict[str, Any]] = {}
+    hardware: dict[str, RunnerHardware] = {}
     if nested:
         extra = sorted(str(k) for k in data if k not in ("labels", "hardware"))
         if extra:
@@ -48,7 +64,12 @@ def runners_from_doc(doc: YamlDoc, issues: IssueCollector) -> Runners | None:
         if not isinstance(raw_hw, dict) or not all(isinstance(v, dict) for v in raw_hw.values()):
             issues.add(doc.file, doc.line_of(("hardware",)), "hardware must map a label to a mapping of facts")
         else:
-            hardware = {str(k): dict(v) for k, v in raw_hw.items()}
+            for label, facts in raw_hw.items():
+                try:
+                    hardware[str(label)] = validate_yaml(RunnerHardware, facts)
+                except ValidationError as exc:
+                    add_validation_issues(issues, exc, doc=doc, base=("hardware", label), config_key=None,
+                                          model=RunnerHardware, shown=("hardware", label))
     labels: dict[str, tuple[str, ...]] = {}
     for label, names in table.items():
         path = (*base, label)

@@ -38,7 +38,7 @@ from infersweep.config.errors import ConfigIssue, IssueCollector, PathPart, form
 from infersweep.config.inventory import Node
 from infersweep.config.master import FieldProblem, MasterEntry, entry_problems
 from infersweep.config.quirks import ModelQuirks
-from infersweep.config.runners import Runners, load_runners
+from infersweep.config.runners import RunnerHardware, Runners, load_runners
 from infersweep.config.schema_errors import add_validation_issues, validate_yaml
 from infersweep.config.settings import (
     DEFAULT_ENGINE,
@@ -531,15 +531,47 @@ class _SweepLoader:
                     sink.add(doc.file, doc.line_of((*base, "runner")), f"unknown runner label '{entry.runner}'",
                              config_key=key, field_path="runner", allowed=_label_hint(entry.runner, known))
             sweep.warnings = warn.issues
+        self._check_hardware(sweep)
         self.issues.raise_if_any()
         return sweep
+
+    def _check_hardware(self, sweep: Sweep) -> None:
+        """Points against their runner's `hardware:` facts (runners.yaml, since 843c6254f): a single-node
+        server must fit on one node, a DRAM-offloading agentic point needs the node's DRAM size, and its
+        prefill pool must tile the nodes (upstream's sizing rule)."""
+        from infersweep.plan.planner import PlanInputError, node_gpus
+
+        hardware = sweep.runners.hardware if sweep.runners else {}
+        for key, entry in sweep.entries.items():
+            doc, base = self.entry_lines[key]
+            facts = hardware.get(entry.runner)
+            for path, point in entry.points():
+                dram = getattr(point, "kv_offloading", None) == "dram"
+                if facts is None:
+                    if dram:
+                        self.issues.add(doc.file, doc.line_of((*base, *path, "kv-offloading")),
+                                        f"kv-offloading: dram needs runner '{entry.runner}' in runners.yaml hardware: "
+                                        "(its DRAM sizes the offload budget, total-cpu-dram-gb)", config_key=key,
+                                        field_path=(*path, "kv-offloading"),
+                                        allowed=f"hardware: {{{entry.runner}: {{available-cpu-dram-mib: N, "
+                                        "gpus-per-node: 8}}}} in runners.yaml")
+                    continue
+                if entry.multinode and not dram:
+                    continue  # multinode pools span nodes; only the DRAM budget sizes them per node
+                try:
+                    node_gpus(point, facts.gpus_per_node)
+                except PlanInputError as exc:
+                    at = (*path, "tp") if point.prefill is None else (*path, "prefill")
+                    self.issues.add(doc.file, doc.line_of((*base, *at)), f"{exc} of runner '{entry.runner}'",
+                                    config_key=key, field_path=at,
+                                    allowed="a layout that fits the node (or divides it), or multinode: true")
 
 
 def _merge_runners(files: list[Runners]) -> Runners | None:
     if not files:
         return None
     labels: dict[str, tuple[str, ...]] = {}
-    hardware: dict[str, dict[str, Any]] = {}
+    hardware: dict[str, RunnerHardware] = {}
     for r in files:
         labels.update(r.labels)
         hardware.update(r.hardware)

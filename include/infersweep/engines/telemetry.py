@@ -1,5 +1,8 @@
 """GPU telemetry while a serve group runs: one sample per GPU per second, and energy per output token.
 
+Energy is integrated as InferenceX's `utils/aggregate_power.py` does (see `energy_window`); `gpu_metrics.py`
+writes a point's samples as the CSV that script reads, so its figure can be reproduced from our files.
+
 Sources:
 - Docker: `nvidia-smi --query-gpu=... --format=csv,noheader,nounits` exec'd in the serving container (the
   NVIDIA runtime mounts nvidia-smi into it), so the figures are exactly the GPUs the server was given;
@@ -12,8 +15,11 @@ silently turn into "free" tokens in energy per token.
 
 from __future__ import annotations
 
+import bisect
 import logging
+import math
 import re
+import statistics
 import subprocess
 import threading
 import time
@@ -269,7 +275,8 @@ class TelemetrySampler:
         self._clock = clock
         self._samples: list[GpuSample] = []
         self._gpus: list[int] = []
-        self._lock = threading.Lock()
+        self._lock = threading.Condition()
+        self._latest_t: float | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.max_samples = max_samples
@@ -287,7 +294,18 @@ class TelemetrySampler:
         with self._lock:
             if len(self._samples) < self.max_samples:
                 self._samples.extend(got)
+            self._latest_t = t if self._latest_t is None else max(self._latest_t, t)
+            self._lock.notify_all()
         return got
+
+    def wait_for_sample_after(self, t: float, timeout_s: float) -> bool:
+        """Block until a read stamped at or after `t` exists (True) or `timeout_s` has passed (False).
+
+        A benchmark window is only integrable once a reading closes it (InferenceX requires readings on both
+        sides of the window), so a caller waits for the next tick after its window ends.
+        """
+        with self._lock:
+            return self._lock.wait_for(lambda: self._latest_t is not None and self._latest_t >= t, timeout=timeout_s)
 
     def start(self) -> TelemetrySampler:
         if self._thread is None:
@@ -356,11 +374,23 @@ def source_for(handle: Any, *, docker_client: docker.DockerClient | None = None)
 
 
 # -----------------------------------------------------------------------------------------------------------
-# energy
+# energy: InferenceX's `utils/aggregate_power.py` method
 # -----------------------------------------------------------------------------------------------------------
+#: InferenceX's longest allowed gap between two power readings of one GPU; readings further than this outside
+#: the window are not looked at (so an unreadable one there does not invalidate it).
+MAX_SAMPLE_GAP_S = 3.0
+INTEGRATION_METHOD = "per_device_trapezoidal_with_linear_boundary_interpolation"
+
+
 @dataclass(frozen=True)
 class EnergyWindow:
-    """Energy over one benchmark window; all None with `reason` when power was not readable throughout."""
+    """Energy over one benchmark window, integrated per GPU exactly as InferenceX's `aggregate_power.py`.
+
+    Every figure is None, with `reason` and InferenceX's reason codes in `invalid_reasons`, unless each GPU's
+    readings bracket the window with no gap over `max_sample_gap_s` and every reading near it is readable
+    (with no output tokens, energy and power stand and only the per-token figures are None). `avg_power_w` is the summed power of all GPUs (InferenceX: `avg_total_gpu_power_w`); InferenceX's own
+    `avg_power_w` (per GPU) is `avg_power_per_gpu_w`. `per_gpu_*` are kept for audit even when invalid.
+    """
 
     energy_j: float | None
     avg_power_w: float | None
@@ -369,66 +399,128 @@ class EnergyWindow:
     gpus: int
     simulated: bool
     reason: str | None = None
+    avg_power_per_gpu_w: float | None = None
+    invalid_reasons: tuple[str, ...] = ()
+    per_gpu_energy_j: dict[str, float] = field(default_factory=dict)
+    per_gpu_max_sample_gap_s: dict[str, float] = field(default_factory=dict)
+    start_unix: float | None = None
+    end_unix: float | None = None
+    max_sample_gap_s: float = MAX_SAMPLE_GAP_S
+    method: str = INTEGRATION_METHOD
 
 
-def _node_power_series(samples: Iterable[GpuSample]) -> tuple[list[tuple[float, float | None]], int, bool]:
-    """[(t, summed power or None)] per read; a read where any GPU lacks power is None (a partial sum lies)."""
-    rounds: dict[float, list[GpuSample]] = {}
-    simulated = False
+def _power_at(series: Sequence[tuple[float, float]], t: float) -> float:
+    """Power at `t` by linear interpolation between the bracketing readings (a reading at `t` wins)."""
+    times = [ts for ts, _ in series]
+    right = bisect.bisect_left(times, t)
+    if right < len(series) and math.isclose(series[right][0], t, rel_tol=0.0, abs_tol=1e-9):
+        return series[right][1]
+    if right == 0 or right == len(series):
+        raise ValueError(f"{t} is outside the readings ({series[0][0]} .. {series[-1][0]}): not extrapolated")
+    (ta, pa), (tb, pb) = series[right - 1], series[right]
+    return pa + (t - ta) / (tb - ta) * (pb - pa)
+
+
+def _integrate_device(series: Sequence[tuple[float, float]], t0: float, t1: float) -> float:
+    """Trapezoids over [t0, t1] through the readings inside it, the ends interpolated."""
+    points = [(t0, _power_at(series, t0)), *((t, p) for t, p in series if t0 < t < t1), (t1, _power_at(series, t1))]
+    return sum((tb - ta) * (pa + pb) / 2.0 for (ta, pa), (tb, pb) in pairwise(points))
+
+
+def _device_series(samples: Iterable[GpuSample], t0: float, t1: float, max_gap_s: float,
+                   note: Callable[[str, str], None]) -> dict[int, list[tuple[float, float]]]:
+    """Readable (t, W) per GPU within `max_gap_s` of the window, sorted; equal timestamps averaged."""
+    raw: dict[int, dict[float, list[float]]] = {}
     for s in samples:
-        rounds.setdefault(s.t, []).append(s)
-        simulated = simulated or s.simulated
-    gpus = max((len({s.gpu for s in r if s.gpu != ALL_GPUS}) for r in rounds.values()), default=0)
-    series: list[tuple[float, float | None]] = []
-    for t in sorted(rounds):
-        r = rounds[t]
-        ok = all(s.power_w is not None for s in r) and len(r) >= gpus and all(s.gpu != ALL_GPUS for s in r)
-        series.append((t, sum(s.power_w for s in r if s.power_w is not None) if ok else None))
-    return series, gpus, simulated
+        if not math.isfinite(s.t):
+            note("invalid_timestamp_sample", f"a reading has a non-finite timestamp ({s.t})")
+            continue
+        if s.t < t0 - max_gap_s or s.t > t1 + max_gap_s:
+            continue
+        p = s.power_w
+        if p is None or not math.isfinite(p) or p < 0:
+            why = s.null_reasons.get("power_w") or f"{p} W"
+            gpu = "" if s.gpu == ALL_GPUS else f"GPU {s.gpu} "
+            note("invalid_power_sample", f"{gpu}power unreadable at {s.t:.3f} ({why})")
+            continue
+        raw.setdefault(s.gpu, {}).setdefault(s.t, []).append(p)
+    # statistics.mean, as InferenceX, so duplicate readings average to the same float
+    return {g: sorted((t, v[0] if len(v) == 1 else statistics.mean(v)) for t, v in by_t.items())
+            for g, by_t in raw.items()}
 
 
 def energy_window(samples: Iterable[GpuSample], t0: float, t1: float, output_tokens: int, *,
-                  max_gap_s: float = 5.0) -> EnergyWindow:
-    """Integrate summed GPU power over [t0, t1] (trapezoids, linear between reads) → J/token and avg W.
+                  expected_gpus: int | None = None, max_gap_s: float = MAX_SAMPLE_GAP_S) -> EnergyWindow:
+    """Integrate GPU power over [t0, t1] (unix seconds) → energy, J/output token and average power.
 
-    The window must be covered: a read within `max_gap_s` of both ends and no gap longer than that inside
-    (an unreadable read counts as a gap). Otherwise every figure is None with the reason.
+    InferenceX's rules: each GPU is integrated on its own (trapezoids through its readings, linearly
+    interpolated at both window ends) and the energies summed. The window is invalid when a reading within
+    `max_gap_s` of it is unreadable, a GPU has fewer than 2 readings or none at/before `t0` or at/after `t1`,
+    two consecutive readings that span part of the window are more than `max_gap_s` apart, or the GPU count
+    differs from `expected_gpus` (when given).
     """
-    series, gpus, simulated = _node_power_series(samples)
+    samples = list(samples)
+    simulated = any(s.simulated for s in samples)
+    span: dict[str, Any] = {"start_unix": t0 if math.isfinite(t0) else None,
+                            "end_unix": t1 if math.isfinite(t1) else None, "max_sample_gap_s": max_gap_s}
+    problems: dict[str, str] = {}  # InferenceX reason code → first detail, in discovery order
+    per_gpu_energy: dict[str, float] = {}
+    per_gpu_gap: dict[str, float] = {}
 
-    def fail(reason: str) -> EnergyWindow:
-        return EnergyWindow(None, None, None, None, gpus, simulated, reason)
+    def note(code: str, detail: str) -> None:
+        problems.setdefault(code, detail)
 
-    if t1 <= t0:
-        return fail(f"empty window ({t0} .. {t1})")
-    good = [(t, p) for t, p in series if p is not None]
-    if not good:
-        return fail("no readable power samples" if not series else "power was not readable in any sample")
-    inside = [(t, p) for t, p in good if t0 - max_gap_s <= t <= t1 + max_gap_s]
-    if not inside or inside[0][0] > t0 + max_gap_s or inside[-1][0] < t1 - max_gap_s:
-        return fail(f"power samples do not cover the window {t0:.3f} .. {t1:.3f}")
-    for (ta, _), (tb, _) in pairwise(inside):
-        if tb - ta > max_gap_s and tb > t0 and ta < t1:
-            return fail(f"power readings missing for {tb - ta:.1f} s inside the window")
+    def invalid(gpus: int = 0) -> EnergyWindow:
+        return EnergyWindow(None, None, None, None, gpus, simulated, "; ".join(problems.values()),
+                            invalid_reasons=tuple(problems), per_gpu_energy_j=per_gpu_energy,
+                            per_gpu_max_sample_gap_s=per_gpu_gap, **span)
 
-    def power_at(t: float) -> float:
-        if t <= inside[0][0]:
-            return inside[0][1]
-        if t >= inside[-1][0]:
-            return inside[-1][1]
-        for (ta, pa), (tb, pb) in pairwise(inside):
-            if ta <= t <= tb:
-                return pa + (pb - pa) * (t - ta) / (tb - ta) if tb > ta else pa
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    points = [(t0, power_at(t0)), *[(t, p) for t, p in inside if t0 < t < t1], (t1, power_at(t1))]
-    energy = sum((tb - ta) * (pa + pb) / 2 for (ta, pa), (tb, pb) in pairwise(points))
+    if not (math.isfinite(t0) and math.isfinite(t1)) or t1 <= t0:
+        note("invalid_benchmark_window", f"empty or unknown benchmark window ({t0} .. {t1})")
+        return invalid()
+    if not math.isfinite(max_gap_s) or max_gap_s <= 0:
+        note("invalid_max_sample_gap", f"max sample gap must be > 0 s, got {max_gap_s}")
+        return invalid()
+    if expected_gpus is not None and expected_gpus <= 0:
+        note("invalid_expected_gpu_count", f"expected GPU count must be ≥ 1, got {expected_gpus}")
+    series = _device_series(samples, t0, t1, max_gap_s, note)
+    if not series:
+        note("no_usable_power_samples", f"no readable power sample within {max_gap_s:g} s of the window")
+        return invalid()
+    gpus = sorted(series)
+    if expected_gpus is not None and expected_gpus > 0 and len(gpus) != expected_gpus:
+        note("expected_gpu_count_mismatch",
+             f"telemetry shows {len(gpus)} GPUs {gpus}, the server uses {expected_gpus}")
+    for g in gpus:
+        dev = series[g]
+        if len(dev) < 2:
+            note("insufficient_power_samples", f"GPU {g} has {len(dev)} reading within {max_gap_s:g} s of the window")
+            continue
+        if dev[0][0] > t0 or dev[-1][0] < t1:
+            note("benchmark_window_not_bracketed", f"GPU {g} readings span {dev[0][0]:.3f} .. {dev[-1][0]:.3f}, "
+                                                   f"not the whole window {t0:.3f} .. {t1:.3f}")
+            continue
+        times = [t for t, _ in dev]
+        around = dev[bisect.bisect_right(times, t0) - 1 : bisect.bisect_left(times, t1) + 1]
+        gap = max((tb - ta for (ta, _), (tb, _) in pairwise(around)), default=0.0)
+        per_gpu_gap[str(g)] = gap
+        if gap > max_gap_s:
+            note("sampling_gap_exceeded",
+                 f"GPU {g} has {gap:.1f} s between power readings in the window (max {max_gap_s:g} s)")
+        per_gpu_energy[str(g)] = _integrate_device(dev, t0, t1)
+    if problems:
+        return invalid(len(gpus))
+    energy = sum(per_gpu_energy.values())
     duration = t1 - t0
     avg = energy / duration
-    jpt = energy / output_tokens if output_tokens > 0 else None
-    tok_per_mw = (output_tokens / duration) / (avg / 1e6) if avg > 0 and output_tokens > 0 else None
-    return EnergyWindow(energy, avg, jpt, tok_per_mw, gpus, simulated,
-                        None if output_tokens > 0 else "no output tokens in the window")
+    if output_tokens <= 0:  # energy and power stand; per-token figures do not exist
+        return EnergyWindow(energy, avg, None, None, len(gpus), simulated, "no output tokens in the window",
+                            avg_power_per_gpu_w=avg / len(gpus), invalid_reasons=("invalid_output_token_count",),
+                            per_gpu_energy_j=per_gpu_energy, per_gpu_max_sample_gap_s=per_gpu_gap, **span)
+    tok_per_mw = (output_tokens / duration) / (avg / 1e6) if avg > 0 else None
+    return EnergyWindow(energy, avg, energy / output_tokens, tok_per_mw, len(gpus), simulated,
+                        avg_power_per_gpu_w=avg / len(gpus), per_gpu_energy_j=per_gpu_energy,
+                        per_gpu_max_sample_gap_s=per_gpu_gap, **span)
 
 
 def energy_per_token(samples: Iterable[GpuSample], t0: float, t1: float,

@@ -35,7 +35,8 @@ def _split(values: list[str] | None) -> tuple[str, ...]:
 def plan_command(
     paths: list[Path] = typer.Argument(..., help="Sweep files, folders of sweep files, or InferenceX master files."),
     runners: Path | None = typer.Option(None, "--runners", help="runners.yaml (default: one beside a master file)."),
-    single_node: bool = typer.Option(False, "--single-node", help="Leave multinode entries out (as the reference)."),
+    single_node: bool = typer.Option(False, "--single-node", help="Single-node entries only (as the reference)."),
+    multi_node: bool = typer.Option(False, "--multi-node", help="Multinode entries only (planned, not executed)."),
     config_keys: list[str] | None = typer.Option(None, "--config-keys", help="Config keys or globs (repeatable)."),
     model_prefix: list[str] | None = typer.Option(None, "--model-prefix", help="Config-key prefix (repeatable)."),
     precision: list[str] | None = typer.Option(None, "--precision", help="e.g. fp4, fp8 (repeatable)."),
@@ -54,7 +55,7 @@ def plan_command(
 
     from infersweep.config.errors import ConfigError
     from infersweep.config.sweep import load_sweep
-    from infersweep.plan.planner import PlanFilterError, PlanFilters
+    from infersweep.plan.planner import PlanFilterError, PlanFilters, PlanInputError
     from infersweep.plan.summary import build_plan
 
     try:
@@ -62,7 +63,7 @@ def plan_command(
             config_keys=_split(config_keys), model_prefix=_split(model_prefix), precision=_split(precision),
             framework=_split(framework), runner_type=_split(runner_type),
             seq_lens=tuple(s.value for s in seq_lens or ()), min_conc=min_conc, max_conc=max_conc,
-            max_tp=max_tp, max_ep=max_ep, single_node=single_node,
+            max_tp=max_tp, max_ep=max_ep, single_node=single_node, multi_node=multi_node,
         )
         sweep = load_sweep(paths, runners=runners)
         for warning in sweep.warnings:
@@ -72,7 +73,7 @@ def plan_command(
         if prune and preflight is None:
             _fail("--prune needs the memory preflight (infersweep.recipes.preflight), which is not installed")
         plan = build_plan(sweep, filters, preflight=preflight, prune=prune)
-    except ConfigError as exc:
+    except (ConfigError, PlanInputError) as exc:
         _fail(str(exc))
     except (PlanFilterError, ValidationError) as exc:
         _fail(f"bad filter: {exc}")
@@ -86,7 +87,7 @@ def render(plan: Plan, output: OutputFormat) -> str:
     from infersweep.plan.summary import group_json, inferencex_rows, job_json
 
     if output is OutputFormat.inferencex:
-        return json.dumps(inferencex_rows(plan.jobs))
+        return json.dumps(inferencex_rows(plan.jobs, plan.agentic, plan.key_order, plan.multinode))
     if output is OutputFormat.groups:
         return json.dumps([group_json(g, plan.memory.get(g.id)) for g in plan.groups], indent=2)
     if output is OutputFormat.json:
@@ -94,6 +95,8 @@ def render(plan: Plan, output: OutputFormat) -> str:
             "summary": plan.summary.to_json(),
             "groups": [group_json(g, plan.memory.get(g.id)) for g in plan.groups],
             "jobs": [job_json(j) for j in plan.jobs],
+            "agentic-jobs": [job_json(a) for a in plan.agentic],
+            "multinode-jobs": [job_json(m) for m in plan.multinode],
         }, indent=2)
     return render_table(plan)
 
@@ -106,11 +109,7 @@ def render_table(plan: Plan) -> str:
         f"from {_n(s.config_keys, 'config key')}",
         f"boots: {s.jobs:,} → {s.groups:,} ({s.boots_saved:,} server starts saved)",
     ]
-    missing = [f"{kind} {_n(rows, 'job')} ({_n(keys, 'config key')})"
-               for kind, rows, keys in (("multinode", u.multinode_rows, u.multinode_keys),
-                                        ("agentic", u.agentic_rows, u.agentic_keys)) if rows]
-    if missing:
-        lines.append("not supported yet: " + ", ".join(missing))
+    lines.extend(s.not_executed_lines())
     if u.excluded_multinode_keys:
         lines.append(f"excluded by --single-node: {u.excluded_multinode_keys} multinode config keys")
     if s.pruned_groups:

@@ -11,6 +11,8 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from pydantic import BaseModel
+
 from infersweep.plan.models import Job, ServeGroup
 
 #: Job fields that do not change the server: the client's concurrency and whether that point is evaluated.
@@ -21,11 +23,15 @@ ID_LENGTH = 12
 
 #: Job fields that define the server (the recipe inputs), in model order.
 RECIPE_FIELDS: tuple[str, ...] = tuple(f for f in Job.model_fields if f not in _PER_POINT_FIELDS)
+#: Fields added after v1 ids were issued: left out of the fingerprint while unset, so every existing
+#: group keeps its id (and its stored results stay reusable) and only groups that set them get new ids.
+_UNSET_NOT_FINGERPRINTED = frozenset({"router", "kv_p2p_transfer"})
 
 
 def group_key(job: Job) -> dict[str, Any]:
-    """The canonical recipe inputs of a job: every field except conc and run-eval."""
-    return {f: getattr(job, f) for f in RECIPE_FIELDS}
+    """The canonical recipe inputs of a job: every field except conc and run-eval (nested models as data)."""
+    return {f: (v.model_dump(mode="json") if isinstance(v := getattr(job, f), BaseModel) else v)
+            for f in RECIPE_FIELDS}
 
 
 def server_tuple(job: Job) -> tuple[Any, ...]:
@@ -35,7 +41,8 @@ def server_tuple(job: Job) -> tuple[Any, ...]:
 
 def group_fingerprint(recipe_inputs: dict[str, Any]) -> str:
     """Short, stable id: sha256 of the canonical JSON (sorted keys), so file order never changes it."""
-    payload = json.dumps({"v": _FINGERPRINT_VERSION, **recipe_inputs}, sort_keys=True, separators=(",", ":"))
+    inputs = {k: v for k, v in recipe_inputs.items() if not (v is None and k in _UNSET_NOT_FINGERPRINTED)}
+    payload = json.dumps({"v": _FINGERPRINT_VERSION, **inputs}, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(payload.encode()).hexdigest()[:ID_LENGTH]
 
 

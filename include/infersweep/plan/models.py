@@ -11,11 +11,73 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-#: Keys of one single-node row of InferenceX's `generate_sweep_configs.py full-sweep`, in order.
+from infersweep.config.master import KvOffloadBackend, Router, WorkerConfig
+
+#: Keys of one single-node fixed-seq-len row of InferenceX's `generate_sweep_configs.py full-sweep`, in its
+#: order (commit 843c6254f). Optional keys (`OPTIONAL_ROW_KEYS`) follow only when set, as upstream's
+#: `component_metadata` adds them. A new upstream row key is one entry here plus the field it reads.
 INFERENCEX_JOB_KEYS: tuple[str, ...] = (
-    "image", "model", "model-prefix", "precision", "framework", "runner", "isl", "osl", "tp", "ep",
-    "dp-attn", "spec-decoding", "conc", "max-model-len", "exp-name", "disagg", "run-eval",
+    "image", "model", "model-prefix", "precision", "framework", "runner", "isl", "osl", "tp", "pp", "dcp-size",
+    "pcp-size", "conc", "max-model-len", "ep", "dp-attn", "spec-decoding", "exp-name", "disagg", "run-eval",
 )
+#: Row keys upstream emits only when the config sets them.
+OPTIONAL_ROW_KEYS: tuple[str, ...] = ("router", "kv-p2p-transfer")
+#: A single-node agentic-coding row (843c6254f): no isl/osl; `kv-offload-backend` and `router` when set.
+AGENTIC_JOB_KEYS: tuple[str, ...] = (
+    "image", "model", "model-prefix", "precision", "framework", "runner", "tp", "pp", "dcp-size", "pcp-size",
+    "ep", "dp-attn", "spec-decoding", "conc", "kv-offloading", "total-cpu-dram-gb", "duration", "exp-name",
+    "scenario-type", "kv-offload-backend", "router", "run-eval",
+)
+#: The same row as the June 2026 generator (1ef98e3ed) wrote it, for configs still in that schema.
+LEGACY_AGENTIC_JOB_KEYS: tuple[str, ...] = (
+    "image", "model", "model-prefix", "precision", "framework", "runner", "tp", "ep", "dp-attn", "conc",
+    "offloading", "duration", "exp-name", "scenario-type",
+)
+#: A multinode row (843c6254f): both pools, all concurrencies of the point on one allocation.
+MULTINODE_JOB_KEYS: tuple[str, ...] = (
+    "image", "model", "model-prefix", "precision", "framework", "runner", "isl", "osl", "spec-decoding", "prefill",
+    "decode", "conc", "max-model-len", "exp-name", "disagg", "run-eval", "router", "kv-p2p-transfer", "eval-conc",
+)
+#: A multinode agentic-coding row (843c6254f): one concurrency per allocation.
+MULTINODE_AGENTIC_JOB_KEYS: tuple[str, ...] = (
+    "image", "model", "model-prefix", "precision", "framework", "runner", "spec-decoding", "prefill", "decode", "conc",
+    "kv-offloading", "total-cpu-dram-gb", "duration", "exp-name", "disagg", "scenario-type", "kv-offload-backend",
+    "router", "kv-p2p-transfer", "run-eval",
+)
+#: The June 2026 multinode agentic row (pools as written, one conc as an integer).
+LEGACY_MULTINODE_AGENTIC_JOB_KEYS: tuple[str, ...] = (
+    "image", "model", "model-prefix", "precision", "framework", "runner", "spec-decoding", "prefill", "decode", "conc",
+    "duration", "exp-name", "disagg", "scenario-type",
+)
+AGENTIC = "agentic-coding"
+
+
+def worker_row(worker: WorkerConfig, *, legacy: bool = False) -> dict[str, Any]:
+    """A worker pool as the generator writes it: the keys the config set, then pp/dcp-size/pcp-size (upstream's
+    `with_worker_parallelism_defaults`; June rows keep the pool as written)."""
+    data = worker.model_dump(mode="json", by_alias=True)
+    written = [k for k in worker.yaml_order if k in data]
+    rest = [k for k in data if k not in written and (worker.model_fields[_attr(k)].is_required()
+                                                     or _attr(k) in worker.model_fields_set)]
+    row = {key: data[key] for key in [*written, *rest]}
+    if not legacy:
+        row.update({k: data[k] for k in ("pp", "dcp-size", "pcp-size")})
+    return row
+
+
+def _attr(key: str) -> str:
+    return key.replace("-", "_")
+
+
+def _row(data: dict[str, Any], keys: tuple[str, ...], optional: tuple[str, ...] = ()) -> dict[str, Any]:
+    """`keys` in order from a `model_dump(mode="json")`, skipping `optional` keys whose value is None."""
+    row = {}
+    for key in keys:
+        value = data[key.replace("-", "_")]
+        if value is None and key in optional:
+            continue
+        row[key] = value
+    return row
 
 
 def seq_len_name(isl: int, osl: int) -> str:
@@ -47,6 +109,8 @@ class ServerSpec(BaseModel):
     max_model_len: int
     exp_name: str
     disagg: bool = False
+    router: Router | None = Field(default=None, description="router/frontend in front of the engine (recorded)")
+    kv_p2p_transfer: str | None = Field(default=None, description="KV transfer engine (multinode only upstream)")
 
 
 class Job(ServerSpec):
@@ -56,9 +120,59 @@ class Job(ServerSpec):
     run_eval: bool = False
 
     def to_inferencex(self) -> dict[str, Any]:
-        """The reference generator's row, with exactly `INFERENCEX_JOB_KEYS`."""
-        d = self.model_dump()
-        return {k: d[k.replace("-", "_")] for k in INFERENCEX_JOB_KEYS}
+        """The reference generator's row: `INFERENCEX_JOB_KEYS`, then the optional keys that are set."""
+        return _row(self.model_dump(mode="json"), INFERENCEX_JOB_KEYS + OPTIONAL_ROW_KEYS, OPTIONAL_ROW_KEYS)
+
+
+class AgenticJob(BaseModel):
+    """One agentic-coding (trace replay) point: planned exactly as InferenceX does, not executed yet.
+
+    `legacy` rows come from configs in the June 2026 schema (`offloading`, `duration`) and keep that
+    generator's row shape; the others follow 843c6254f (kv-offloading, its backend, the DRAM budget).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    config_key: str
+    image: str
+    model: str
+    model_prefix: str
+    precision: str
+    framework: str
+    runner: str
+    tp: int
+    pp: int = 1
+    dcp_size: int = 1
+    pcp_size: int = 1
+    ep: int = 1
+    dp_attn: bool = False
+    spec_decoding: str = "none"
+    conc: int
+    kv_offloading: str = "none"
+    kv_offload_backend: KvOffloadBackend | None = None
+    offloading: str | None = Field(default=None, description="June 2026 schema only")
+    total_cpu_dram_gb: int = Field(default=0, ge=0, description="DRAM offload budget of the server's node")
+    duration: int = Field(gt=0, description="trace replay length, s")
+    exp_name: str
+    scenario_type: str = AGENTIC
+    router: Router | None = None
+    run_eval: bool = False
+    legacy: bool = False
+
+    @property
+    def gpus(self) -> int:
+        """GPUs of the server (tp x pp x pcp, as for fixed-seq-len groups)."""
+        return self.tp * self.pp * self.pcp_size
+
+    def to_inferencex(self) -> dict[str, Any]:
+        """The generator's agentic row (843c6254f, or the June 2026 shape for legacy configs)."""
+        data = self.model_dump(mode="json")
+        if self.legacy:
+            return _row(data, LEGACY_AGENTIC_JOB_KEYS)
+        if data["kv_offload_backend"] is not None:
+            # Upstream dumps the backend as written: an unset version is absent, not null.
+            data["kv_offload_backend"] = {k: v for k, v in data["kv_offload_backend"].items() if v is not None}
+        return _row(data, AGENTIC_JOB_KEYS, ("kv-offload-backend", "router"))
 
 
 class ServeGroup(ServerSpec):
@@ -102,3 +216,60 @@ class ServeGroup(ServerSpec):
         """Readable label `<config-key>_<seq-len>_<layout>`; unique within a plan unless two groups differ only
         in fields the layout omits (image, dcp/pcp). The `id` is the real key."""
         return f"{self.config_key}_{self.seq_len}_{self.layout}"
+
+
+class MultinodeJob(BaseModel):
+    """One multinode row (fixed-seq-len or agentic-coding): planned exactly as InferenceX does, not executed.
+
+    Its pools (`prefill`, `decode`) keep every field of the config; `conc` holds all the concurrencies that
+    share one allocation (one for agentic rows). Running these is issue #20's work.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    config_key: str
+    image: str
+    model: str
+    model_prefix: str
+    precision: str
+    framework: str
+    runner: str
+    isl: int | None = None
+    osl: int | None = None
+    spec_decoding: str = "none"
+    prefill: WorkerConfig
+    decode: WorkerConfig
+    conc: tuple[int, ...]
+    max_model_len: int | None = None
+    exp_name: str
+    disagg: bool = False
+    run_eval: bool = False
+    eval_conc: int | None = None
+    router: Router | None = None
+    kv_p2p_transfer: str | None = None
+    scenario_type: str | None = None
+    kv_offloading: str = "none"
+    kv_offload_backend: KvOffloadBackend | None = None
+    total_cpu_dram_gb: int = Field(default=0, ge=0)
+    duration: int | None = None
+    legacy: bool = False
+
+    @property
+    def gpus(self) -> int:
+        """Every GPU of every worker of both pools."""
+        return sum(w.num_worker * w.tp * w.pp * w.pcp_size for w in (self.prefill, self.decode))
+
+    def to_inferencex(self) -> dict[str, Any]:
+        """The generator's multinode row."""
+        data = self.model_dump(mode="json")
+        data["prefill"] = worker_row(self.prefill, legacy=self.legacy)
+        data["decode"] = worker_row(self.decode, legacy=self.legacy)
+        data["conc"] = list(self.conc)
+        if data["kv_offload_backend"] is not None:
+            data["kv_offload_backend"] = {k: v for k, v in data["kv_offload_backend"].items() if v is not None}
+        if self.scenario_type is None:
+            return _row(data, MULTINODE_JOB_KEYS, (*OPTIONAL_ROW_KEYS, "eval-conc"))
+        if self.legacy:
+            data["conc"] = self.conc[0]
+            return _row(data, LEGACY_MULTINODE_AGENTIC_JOB_KEYS)
+        return _row(data, MULTINODE_AGENTIC_JOB_KEYS, ("kv-offload-backend", *OPTIONAL_ROW_KEYS))

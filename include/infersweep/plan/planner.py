@@ -11,30 +11,40 @@ the reference's semantics, including its quirks:
   and when the whole range/list is above max-conc, max-conc itself is used;
 - eval marking runs over the filtered single-node rows (`mark_eval`).
 
-Multinode and agentic entries are validated but not run yet: they are counted (in reference rows) in
-`Unsupported`, never silently dropped.
+Agentic-coding points of single-node entries are planned row for row (`Expansion.agentic`, upstream
+843c6254f: kv-offloading, the DRAM budget `total-cpu-dram-gb` from runners.yaml `hardware:`, the 3,600 s
+default duration) but not executed yet. Multinode entries are validated and counted in reference rows
+(`Unsupported`). Nothing is silently dropped.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import json
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from infersweep.config.master import (
+    DEFAULT_AGENTIC_DURATION_S,
+    LEGACY_AGENTIC_DURATION_S,
     SEQ_LENS,
     AgenticCoding,
+    AgenticPoint,
+    FixedSeqLenPoint,
     MasterEntry,
+    WorkerConfig,
     concurrencies,
     geometric,
     seq_len_name,
 )
+from infersweep.config.runners import RunnerHardware
 from infersweep.plan.groups import server_tuple
-from infersweep.plan.models import Job
+from infersweep.plan.models import AGENTIC, AgenticJob, Job, MultinodeJob
 
 MIN_EVAL_CONC = 16
 EVAL_SEQ_LEN = SEQ_LENS["8k1k"]
@@ -61,6 +71,7 @@ class PlanFilters(BaseModel):
     max_tp: int | None = Field(default=None, gt=0)
     max_ep: int | None = Field(default=None, gt=0)
     single_node: bool = False
+    multi_node: bool = False  # neither flag = both, as upstream's full-sweep
     step_size: int = Field(default=2, gt=1)
 
     @field_validator("config_keys", "model_prefix", "precision", "framework", "runner_type", "seq_lens", mode="before")
@@ -75,9 +86,17 @@ class PlanFilters(BaseModel):
         return self
 
 
+class PlanInputError(ValueError):
+    """Config data the planner cannot expand (e.g. a dram-offloading agentic point without runner hardware)."""
+
+
 @dataclass
 class Unsupported:
-    """Work the planner does not run yet, counted in InferenceX matrix rows (and entries)."""
+    """Work the planner does not run yet, counted in InferenceX matrix rows (and entries).
+
+    `agentic_rows` counts every agentic-coding row: the single-node ones are also planned in full
+    (`Expansion.agentic`), the multinode ones only counted.
+    """
 
     multinode_rows: int = 0
     multinode_keys: int = 0
@@ -90,6 +109,9 @@ class Unsupported:
 class Expansion:
     jobs: list[Job]
     unsupported: Unsupported
+    agentic: list[AgenticJob] = field(default_factory=list)
+    multinode: list[MultinodeJob] = field(default_factory=list)  # planned, not executed (fixed and agentic)
+    keys: list[str] = field(default_factory=list)  # config keys in expansion order (file or --config-keys order)
 
 
 def expand_jobs(sweep_or_entries: Any, filters: PlanFilters | None = None) -> list[Job]:
@@ -111,8 +133,14 @@ def expand(sweep_or_entries: Any, filters: PlanFilters | None = None) -> Expansi
             raise PlanFilterError(f"invalid runner type(s): {', '.join(bad)}; valid: {', '.join(sorted(known_labels))}")
     keys = resolve_config_keys(f.config_keys, list(entries)) if f.config_keys else list(entries)
     seq_filter = {SEQ_LENS[s] for s in f.seq_lens}
+    runners = getattr(sweep_or_entries, "runners", None)
+    hardware: Mapping[str, RunnerHardware] = runners.hardware if runners is not None else {}
     jobs: list[Job] = []
+    agentic: list[AgenticJob] = []
+    multinode: list[MultinodeJob] = []
     skipped = Unsupported()
+    want_single = f.single_node or not f.multi_node
+    want_multi = f.multi_node or not f.single_node
     for key in keys:
         entry = entries[key]
         if f.model_prefix and not any(key.startswith(p) for p in f.model_prefix):
@@ -123,20 +151,28 @@ def expand(sweep_or_entries: Any, filters: PlanFilters | None = None) -> Expansi
             continue
         if f.runner_type and entry.runner not in f.runner_type:
             continue
-        if entry.multinode and f.single_node:
+        if entry.multinode and not want_multi:
             skipped.excluded_multinode_keys += 1
             continue
+        if not entry.multinode and not want_single:
+            continue
         if entry.multinode:
-            rows = _multinode_rows(entry, seq_filter, f)
-            skipped.multinode_rows += rows
-            skipped.multinode_keys += bool(rows)
+            fixed = list(_multinode_jobs(key, entry, seq_filter, f))
+            mn_agentic = list(_multinode_agentic_jobs(key, entry, hardware.get(entry.runner), f))
+            multinode.extend(fixed + mn_agentic)
+            skipped.multinode_rows += len(fixed)
+            skipped.multinode_keys += bool(fixed)
+            n_agentic = len(mn_agentic)
         else:
             jobs.extend(_single_node_jobs(key, entry, seq_filter, f))
-        agentic = sum(_agentic_rows(cfg, f) for cfg in entry.scenarios.agentic_coding)
-        skipped.agentic_rows += agentic
-        skipped.agentic_keys += bool(agentic)
+            planned = list(_agentic_jobs(key, entry, hardware.get(entry.runner), f))
+            agentic.extend(planned)
+            n_agentic = len(planned)
+        skipped.agentic_rows += n_agentic
+        skipped.agentic_keys += bool(n_agentic)
     eval_for = getattr(sweep_or_entries, "eval_for", None)
-    return Expansion(jobs=apply_eval_policy(mark_eval(jobs), eval_for), unsupported=skipped)
+    return Expansion(jobs=apply_eval_policy(mark_eval(jobs), eval_for), unsupported=skipped, agentic=agentic,
+                     multinode=_multinode_eval_policy(mark_multinode_eval(multinode), eval_for), keys=keys)
 
 
 def apply_eval_policy(jobs: list[Job], eval_for: Callable[[str], Any] | None) -> list[Job]:
@@ -197,6 +233,85 @@ def _single_node_jobs(key: str, entry: MasterEntry, seq_filter: set[tuple[int, i
                     dp_attn=bool(point.dp_attn), pp=point.pp, dcp_size=point.dcp_size, pcp_size=point.pcp_size,
                     spec_decoding=point.spec_decoding, conc=conc, max_model_len=cfg.isl + cfg.osl + 256,
                     exp_name=f"{entry.model_prefix}_{seq_len_name(cfg.isl, cfg.osl)}", disagg=entry.disagg,
+                    **_components(entry, point),
+                )
+
+
+def _components(entry: MasterEntry, point: FixedSeqLenPoint) -> dict[str, Any]:
+    """Upstream's `component_metadata`: router / kv-p2p-transfer from the point, else from the entry."""
+    return {"router": point.router or entry.router,
+            "kv_p2p_transfer": point.kv_p2p_transfer or entry.kv_p2p_transfer}
+
+
+#: Upstream caps the node DRAM an agentic server may offload into at 3 TB (decimal), in MiB.
+MAX_AGENTIC_CPU_DRAM_MIB = 2_861_022
+
+
+def node_gpus(point: AgenticPoint | FixedSeqLenPoint, gpus_per_node: int) -> int:
+    """GPUs one server process occupies on a node (upstream's sizing rule); raises PlanInputError when the
+    layout cannot tile a node. Single-node: tp x pp x pcp, at most one node. Multinode: the prefill worker's
+    replica, which must divide a node or fill whole nodes (only prefill offloads KV to DRAM today)."""
+    if point.prefill is None:
+        assert point.tp is not None
+        gpus = point.tp * point.pp * point.pcp_size
+        if gpus > gpus_per_node:
+            raise PlanInputError(f"tp x pp x pcp-size = {gpus} GPUs, more than gpus-per-node: {gpus_per_node}")
+        return gpus
+    w = point.prefill
+    gpus = w.tp * w.pp * w.pcp_size
+    if gpus > gpus_per_node:
+        if gpus % gpus_per_node:
+            raise PlanInputError(f"prefill tp x pp x pcp-size = {gpus} spans nodes but is not a multiple of "
+                                 f"gpus-per-node: {gpus_per_node}")
+        return gpus_per_node
+    if gpus_per_node % gpus:
+        raise PlanInputError(f"prefill tp x pp x pcp-size = {gpus} does not divide gpus-per-node: {gpus_per_node}")
+    return gpus
+
+
+def agentic_dram_offload_gb(cfg: AgenticCoding, point: AgenticPoint, runner: str,
+                            hardware: RunnerHardware | None) -> int:
+    """The DRAM offload budget (GB) of one agentic server node, exactly as upstream computes it:
+    min(node DRAM, 3 TB) x dram-utilization x (GPUs used / GPUs per node), in decimal GB, truncated."""
+    if point.kv_offloading != "dram":
+        return 0
+    if hardware is None:
+        raise PlanInputError(f"runner '{runner}' has no hardware facts; kv-offloading: dram needs "
+                             "available-cpu-dram-mib and gpus-per-node under runners.yaml hardware:")
+    assert cfg.dram_utilization is not None  # entry_problems guarantees it
+    gpus = node_gpus(point, hardware.gpus_per_node)
+    available = min(hardware.available_cpu_dram_mib, MAX_AGENTIC_CPU_DRAM_MIB)
+    # Decimal, as upstream: binary floats would round some budgets one GB down.
+    budget = Decimal(available) * 1024 * 1024 * Decimal(str(cfg.dram_utilization)) * gpus / hardware.gpus_per_node
+    return int(budget / 1_000_000_000)
+
+
+def _agentic_jobs(key: str, entry: MasterEntry, hardware: RunnerHardware | None,
+                  f: PlanFilters) -> Iterable[AgenticJob]:
+    """Single-node agentic-coding rows in the generator's order: config → point → conc."""
+    for cfg in entry.scenarios.agentic_coding:
+        for point in cfg.search_space:
+            assert point.tp is not None  # single-node entry: entry_problems guarantees tp
+            legacy = point.legacy
+            total = 0 if legacy else agentic_dram_offload_gb(cfg, point, entry.runner, hardware)
+            duration = cfg.duration or (LEGACY_AGENTIC_DURATION_S if legacy else DEFAULT_AGENTIC_DURATION_S)
+            backend = point.kv_offload_backend
+            kv = point.kv_offloading or "none"
+            suffix = "kvnone" if kv == "none" else f"kv{kv}-{backend.name if backend else ''}"
+            for conc in _agentic_concs(point, f):
+                if legacy:
+                    exp_name = f"{entry.model_prefix}_tp{point.tp}_conc{conc}_offload{point.offloading}"
+                else:
+                    exp_name = f"{entry.model_prefix}_tp{point.tp}_conc{conc}_{suffix}" + (
+                        f"_spec-{point.spec_decoding}" if point.spec_decoding != "none" else "")
+                yield AgenticJob(
+                    config_key=key, image=entry.image, model=entry.model, model_prefix=entry.model_prefix,
+                    precision=entry.precision, framework=entry.framework, runner=entry.runner, tp=point.tp,
+                    pp=point.pp, dcp_size=point.dcp_size, pcp_size=point.pcp_size,
+                    ep=point.ep if point.ep is not None else 1, dp_attn=bool(point.dp_attn),
+                    spec_decoding=point.spec_decoding, conc=conc, kv_offloading=kv, kv_offload_backend=backend,
+                    offloading=point.offloading, total_cpu_dram_gb=total, duration=duration, exp_name=exp_name,
+                    router=point.router or entry.router, legacy=legacy,
                 )
 
 
@@ -224,33 +339,105 @@ def _filtered_concs(point: Any, f: PlanFilters) -> list[int]:
     return geometric(start, end, step=f.step_size)
 
 
-def _multinode_rows(entry: MasterEntry, seq_filter: set[tuple[int, int]], f: PlanFilters) -> int:
-    """Reference rows for a multinode entry: one per point (all concs run on one engine)."""
-    rows = 0
+def _multinode_jobs(key: str, entry: MasterEntry, seq_filter: set[tuple[int, int]],
+                    f: PlanFilters) -> Iterable[MultinodeJob]:
+    """Multinode fixed-seq-len rows: one per point, all its concurrencies on one allocation. min-conc drops
+    values (a point left with none is skipped); max-conc drops values, or runs at max-conc if none is left."""
     for cfg in entry.scenarios.fixed_seq_len:
         if seq_filter and (cfg.isl, cfg.osl) not in seq_filter:
             continue
         for point in cfg.search_space:
+            assert point.prefill is not None and point.decode is not None  # entry_problems guarantees both
             values = concurrencies(point, step=f.step_size)
             if f.min_conc is not None:
                 values = [c for c in values if c >= f.min_conc]
                 if not values:
                     continue
-            rows += 1
-    return rows
+            if f.max_conc is not None:
+                values = [c for c in values if c <= f.max_conc] or [f.max_conc]
+            yield MultinodeJob(
+                config_key=key, image=entry.image, model=entry.model, model_prefix=entry.model_prefix,
+                precision=entry.precision, framework=entry.framework, runner=entry.runner, isl=cfg.isl, osl=cfg.osl,
+                spec_decoding=point.spec_decoding, prefill=point.prefill, decode=point.decode, conc=tuple(values),
+                max_model_len=cfg.isl + cfg.osl + 256, exp_name=f"{entry.model_prefix}_{seq_len_name(cfg.isl, cfg.osl)}",
+                disagg=entry.disagg, **_components(entry, point),
+            )
 
 
-def _agentic_rows(cfg: AgenticCoding, f: PlanFilters) -> int:
-    """Reference rows for an agentic-coding config: one per (point, conc)."""
-    rows = 0
-    for point in cfg.search_space:
-        values = concurrencies(point, step=f.step_size)
-        if f.min_conc is not None:
-            values = [c for c in values if c >= f.min_conc]
-        if f.max_conc is not None:
-            values = [c for c in values if c <= f.max_conc]
-        rows += len(values)
-    return rows
+def _pool_tag(worker: WorkerConfig, role: str) -> str:
+    tag = f"{role}{worker.num_worker}x{worker.tp}"
+    return tag + (f"ep{worker.ep}" if worker.ep != 1 else "") + ("dpa" if worker.dp_attn else "")
+
+
+def _multinode_agentic_jobs(key: str, entry: MasterEntry, hardware: RunnerHardware | None,
+                            f: PlanFilters) -> Iterable[MultinodeJob]:
+    """Multinode agentic rows: one allocation per concurrency (upstream's chunk size is 1)."""
+    for cfg in entry.scenarios.agentic_coding:
+        for point in cfg.search_space:
+            assert point.prefill is not None and point.decode is not None
+            legacy = cfg.duration is not None or point.legacy
+            total = 0 if legacy else agentic_dram_offload_gb(cfg, point, entry.runner, hardware)
+            backend, kv = point.kv_offload_backend, point.kv_offloading or "none"
+            suffix = "" if kv == "none" else f"_kv{kv}-{backend.name if backend else ''}"
+            for conc in _agentic_concs(point, f):
+                if legacy:
+                    name = (f"{entry.model_prefix}_p{point.prefill.num_worker}x{point.prefill.tp}"
+                            f"_d{point.decode.num_worker}x{point.decode.tp}_conc{conc}")
+                else:
+                    name = (f"{entry.model_prefix}_{_pool_tag(point.prefill, 'p')}_{_pool_tag(point.decode, 'd')}"
+                            f"_conc{conc}{suffix}")
+                yield MultinodeJob(
+                    config_key=key, image=entry.image, model=entry.model, model_prefix=entry.model_prefix,
+                    precision=entry.precision, framework=entry.framework, runner=entry.runner,
+                    spec_decoding=point.spec_decoding, prefill=point.prefill, decode=point.decode, conc=(conc,),
+                    exp_name=name, disagg=entry.disagg, scenario_type=AGENTIC, kv_offloading=kv,
+                    kv_offload_backend=backend, total_cpu_dram_gb=total,
+                    duration=cfg.duration or (LEGACY_AGENTIC_DURATION_S if legacy else DEFAULT_AGENTIC_DURATION_S),
+                    legacy=legacy, **_components(entry, point),
+                )
+
+
+#: Row keys that do not tell two multinode topologies apart (upstream's `_multinode_parallelism_key`).
+_NOT_TOPOLOGY = frozenset({"conc", "run-eval", "eval-only", "eval-conc", "eval-all-concs", "exp-name"})
+
+
+def mark_multinode_eval(rows: Sequence[MultinodeJob]) -> list[MultinodeJob]:
+    """Upstream's multinode eval marking: among 8k1k fixed-seq-len rows of one topology, the row with the
+    highest concurrency >= 16 is evaluated at that concurrency (`eval-conc`)."""
+    best: dict[str, tuple[int, int]] = {}
+    for i, row in enumerate(rows):
+        if row.scenario_type is not None or (row.isl, row.osl) != EVAL_SEQ_LEN:
+            continue
+        eligible = sorted(c for c in row.conc if c >= MIN_EVAL_CONC)
+        if not eligible:
+            continue
+        data = row.to_inferencex()
+        topology = json.dumps({k: v for k, v in data.items() if k not in _NOT_TOPOLOGY}, sort_keys=True)
+        if topology not in best or eligible[-1] > best[topology][1]:
+            best[topology] = (i, eligible[-1])
+    chosen = dict(best.values())
+    return [row.model_copy(update={"run_eval": True, "eval_conc": chosen[i]}) if i in chosen else row
+            for i, row in enumerate(rows)]
+
+
+def _multinode_eval_policy(rows: list[MultinodeJob], eval_for: Callable[[str], Any] | None) -> list[MultinodeJob]:
+    """A sweep file with evals off turns the multinode marks off too."""
+    if eval_for is None:
+        return rows
+    return [r if not r.run_eval or eval_for(r.config_key).enabled else
+            r.model_copy(update={"run_eval": False, "eval_conc": None}) for r in rows]
+
+
+def _agentic_concs(point: AgenticPoint, f: PlanFilters) -> list[int]:
+    """An agentic point's concurrencies: min/max-conc only drop values (no clamping, unlike fixed-seq-len)."""
+    values = concurrencies(point, step=f.step_size)
+    if f.min_conc is not None:
+        values = [c for c in values if c >= f.min_conc]
+    if f.max_conc is not None:
+        values = [c for c in values if c <= f.max_conc]
+    return values
+
+
 
 
 def mark_eval(jobs: Sequence[Job]) -> list[Job]:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from infersweep.plan.groups import group_fingerprint, group_jobs, group_key, jobs_by_group, server_tuple
-from infersweep.plan.models import INFERENCEX_JOB_KEYS, Job, ServeGroup
+from infersweep.plan.models import AgenticJob, Job, MultinodeJob, ServeGroup
 from infersweep.plan.planner import PlanFilters, Unsupported, expand
 
 log = logging.getLogger(__name__)
@@ -28,6 +28,11 @@ class PlanSummary:
     unsupported: Unsupported
     pruned_groups: int = 0
     pruned_jobs: int = 0
+    agentic_jobs: int = 0
+    agentic_keys: int = 0
+    multinode_jobs: int = 0  # fixed-seq-len multinode rows
+    multinode_agentic_jobs: int = 0
+    multinode_keys: int = 0
 
     @property
     def boots_saved(self) -> int:
@@ -43,8 +48,26 @@ class PlanSummary:
                 "multinode": {"jobs": u.multinode_rows, "config-keys": u.multinode_keys},
                 "agentic": {"jobs": u.agentic_rows, "config-keys": u.agentic_keys},
             },
+            "planned-not-executed": {
+                "agentic-coding": {"jobs": self.agentic_jobs, "config-keys": self.agentic_keys},
+                "multinode": {"jobs": self.multinode_jobs, "agentic-coding-jobs": self.multinode_agentic_jobs,
+                              "config-keys": self.multinode_keys},
+            },
             "excluded-multinode-config-keys": u.excluded_multinode_keys,
         }
+
+    def not_executed_lines(self) -> list[str]:
+        """`agentic-coding: planned, not executed: 390 jobs (28 config keys)` and the multinode line."""
+        def keys(n: int) -> str:
+            return f"{n} config key{'' if n == 1 else 's'}"
+
+        lines = []
+        if self.agentic_jobs:
+            lines.append(f"agentic-coding: planned, not executed: {self.agentic_jobs:,} jobs ({keys(self.agentic_keys)})")
+        if self.multinode_jobs or self.multinode_agentic_jobs:
+            lines.append(f"multinode: planned, not executed: {self.multinode_jobs:,} jobs + "
+                         f"{self.multinode_agentic_jobs:,} agentic-coding jobs ({keys(self.multinode_keys)})")
+        return lines
 
 
 @dataclass
@@ -54,6 +77,9 @@ class Plan:
     summary: PlanSummary
     memory: dict[str, Any] = field(default_factory=dict)  # group id → preflight result (has .to_json(), .verdict)
     pruned: list[tuple[ServeGroup, Any]] = field(default_factory=list)
+    agentic: list[AgenticJob] = field(default_factory=list)  # planned, not executed yet
+    multinode: list[MultinodeJob] = field(default_factory=list)  # planned, not executed yet (issue #20)
+    key_order: list[str] = field(default_factory=list)  # config keys in expansion order
 
 
 #: `preflight(group, quirks, gpu_memory_gb=None)` from infersweep.recipes.preflight (recipes helper).
@@ -86,9 +112,14 @@ def build_plan(sweep: Any, filters: PlanFilters | None = None, *, preflight: Pre
     summary = PlanSummary(
         jobs=len(jobs), eval_jobs=sum(j.run_eval for j in jobs), groups=len(groups),
         config_keys=len({j.config_key for j in jobs}), unsupported=expansion.unsupported,
-        pruned_groups=len(pruned), pruned_jobs=pruned_jobs,
+        pruned_groups=len(pruned), pruned_jobs=pruned_jobs, agentic_jobs=len(expansion.agentic),
+        agentic_keys=len({a.config_key for a in expansion.agentic}),
+        multinode_jobs=sum(m.scenario_type is None for m in expansion.multinode),
+        multinode_agentic_jobs=sum(m.scenario_type is not None for m in expansion.multinode),
+        multinode_keys=len({m.config_key for m in expansion.multinode}),
     )
-    return Plan(jobs=jobs, groups=groups, summary=summary, memory=memory, pruned=pruned)
+    return Plan(jobs=jobs, groups=groups, summary=summary, memory=memory, pruned=pruned, agentic=expansion.agentic,
+                multinode=expansion.multinode, key_order=expansion.keys)
 
 
 def group_json(group: ServeGroup, memory: Any = None) -> dict[str, Any]:
@@ -104,19 +135,32 @@ def group_json(group: ServeGroup, memory: Any = None) -> dict[str, Any]:
     }
 
 
-def job_json(job: Job) -> dict[str, Any]:
-    """Our full per-job row: the InferenceX keys first, then config-key, parallel extras and group id."""
+def job_json(job: AnyJob) -> dict[str, Any]:
+    """Our full per-job row: the InferenceX row first, then config-key and (fixed-seq-len) the group id."""
     row = job.to_inferencex()
-    row.update({"config-key": job.config_key, "pp": job.pp, "dcp-size": job.dcp_size, "pcp-size": job.pcp_size,
-                "group-id": group_fingerprint(group_key(job))})
+    row["config-key"] = job.config_key
+    if isinstance(job, Job):
+        row["group-id"] = group_fingerprint(group_key(job))
+    else:
+        row["executed"] = False
     return row
 
 
-def inferencex_rows(jobs: list[Job]) -> list[dict[str, Any]]:
-    """Reference rows with exactly INFERENCEX_JOB_KEYS."""
-    rows = [j.to_inferencex() for j in jobs]
-    assert all(tuple(r) == INFERENCEX_JOB_KEYS for r in rows)
-    return rows
+AnyJob = Job | AgenticJob | MultinodeJob
+
+
+def inferencex_rows(jobs: Sequence[Job], agentic: Sequence[AgenticJob] = (), key_order: Sequence[str] = (),
+                    multinode: Sequence[MultinodeJob] = ()) -> list[dict[str, Any]]:
+    """The generator's rows in its order: config key by key (`key_order`: file order, or the --config-keys
+    order), its fixed-seq-len rows, then its agentic rows."""
+    order = {key: i for i, key in enumerate(key_order)}
+    rows: list[AnyJob] = [*jobs, *multinode, *agentic]
+    for job in rows:
+        order.setdefault(job.config_key, len(order))
+    # A stable sort keeps each key's fixed rows (eval-marked order) ahead of its agentic rows.
+    rows.sort(key=lambda j: (order[j.config_key], isinstance(j, AgenticJob) or getattr(j, "scenario_type", None)
+                             is not None))
+    return [j.to_inferencex() for j in rows]
 
 
 def _quirks(sweep: Any, group: ServeGroup) -> Any:

@@ -52,6 +52,9 @@ class Recipe(BaseModel):
     draft_model: str | None = Field(default=None, description="speculative-decoding drafter to pre-download")
     ready_timeout_s: float = 3600.0
     serve_group: str | None = None
+    components: dict[str, Any] = Field(
+        default_factory=dict,
+        description="router / kv-p2p-transfer the topology runs with (name, version); part of the fingerprint")
 
     def fingerprint(self) -> str:
         """sha256 of what determines results: image, argv, env, GPUs, model.
@@ -61,6 +64,8 @@ class Recipe(BaseModel):
         the same recipe on another node or port is the same recipe, and reuse finds it.
         """
         payload = self.model_dump(mode="json", exclude={"port", "serve_group", "mounts", "ready_timeout_s"})
+        if not self.components:
+            del payload["components"]  # recipes without components keep the fingerprints they always had
         payload["argv"] = list(_without_port(self.argv))
         payload["env"] = {k: v for k, v in self.env.items() if k not in _NODE_LOCAL_ENV}
         return hashlib.sha256(orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)).hexdigest()

@@ -183,6 +183,13 @@ def build_recipe(
         raise RecipeError(f"{_where(group)}: quirks env VLLM_ENGINE_READY_TIMEOUT_S is not a number") from exc
 
     draft = quirks.spec_decoding[group.spec_decoding].draft_model if spec_json is not None and quirks else None
+    # `vllm serve` has no flag for an external router or a KV transfer engine in a single-server topology;
+    # they are recorded with the recipe, so results with and without them are never taken for each other.
+    components: dict[str, object] = {}
+    if group.router is not None:
+        components["router"] = group.router.model_dump(mode="json")
+    if group.kv_p2p_transfer is not None:
+        components["kv-p2p-transfer"] = group.kv_p2p_transfer
     return Recipe(
         image=group.image,
         argv=tuple(argv),
@@ -195,4 +202,5 @@ def build_recipe(
         draft_model=draft,
         ready_timeout_s=ready_timeout,
         serve_group=group.id,
+        components=components,
     )

@@ -125,16 +125,18 @@ def summary_table(summaries: Sequence[RunSummary], *, link: Callable[[RunSummary
         cls = "ok" if s.green == s.total else "bad"
         evals = f"{s.evals_passed}/{s.evals_total}" if s.evals_total else "—"
         sim = ' <span class="sim">SIM</span>' if s.simulated else ""
+        skipped = "; ".join(f"{_e(k)}: {n} planned, not executed" for k, n in s.not_executed.items()) or "—"
         rows.append(
             f"<tr><td class=\"l\">{label}</td><td class=\"l\">{_e(s.engine)}{sim}</td>"
             f"<td class=\"l\">{_e(', '.join(s.images))}</td>"
             f"<td class=\"l\">{_e(s.started_at.strftime('%Y-%m-%d %H:%M UTC') if s.started_at else '')}</td>"
-            f"<td class=\"{cls}\">{s.ratio}</td><td>{evals}</td><td class=\"l\">{fails}</td></tr>"
+            f"<td class=\"{cls}\">{s.ratio}</td><td>{evals}</td><td class=\"l\">{fails}</td>"
+            f"<td class=\"l not-executed\">{skipped}</td></tr>"
         )
     return (
         '<table id="run-summary"><thead><tr><th class="l">run</th><th class="l">engine</th><th class="l">image</th>'
         '<th class="l">started</th><th>points</th><th>evals passed</th><th class="l">failures by class</th>'
-        '</tr></thead><tbody>'
+        '<th class="l">not executed</th></tr></thead><tbody>'
         + "".join(rows) + "</tbody></table>"
     )
 

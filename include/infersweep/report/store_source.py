@@ -282,6 +282,7 @@ def run_summaries(
             images=tuple(i for i in (r["image_tag"],) if i), started_at=_utc(r["started_at"] or r["logical_date"]),
             total=int(r["points_total"] or 0), green=int(r["points_ok"] or 0), failures=failures.get(r["run_pk"], {}),
             evals_total=int(r["evals_total"] or 0), evals_passed=int(r["evals_passed"] or 0),
+            not_executed={kind: int(v.get("jobs", 0)) for kind, v in (r["not_executed"] or {}).items()},
         )
         for r in rows
     ]

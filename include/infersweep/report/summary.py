@@ -25,6 +25,8 @@ class RunSummary:
     failures: dict[str, int] = field(default_factory=dict)
     evals_total: int = 0
     evals_passed: int = 0
+    #: Work the run planned but does not execute yet: scenario type → jobs (e.g. {"agentic-coding": 12}).
+    not_executed: dict[str, int] = field(default_factory=dict)
 
     @property
     def label(self) -> str:

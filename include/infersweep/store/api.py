@@ -159,8 +159,10 @@ class ResultStore:
         engine_version: str | None = None,
         params: Mapping[str, Any] | None = None,
         started_at: datetime | None = None,
+        not_executed: Mapping[str, Any] | None = None,
     ) -> None:
-        """Create/update the run row (idempotent: a re-run of the plan task updates it)."""
+        """Create/update the run row (idempotent: a re-run of the plan task updates it). `not_executed` is the
+        work the run planned but does not execute yet (e.g. agentic-coding rows), shown in run summaries."""
         if trigger_kind not in TRIGGER_KINDS:
             raise ValueError(f"trigger_kind {trigger_kind!r} is not one of {TRIGGER_KINDS}")
         self._write("run", _drop_none({
@@ -168,6 +170,7 @@ class ResultStore:
             "image_tag": image_tag, "image_digest": image_digest, "engine": engine,
             "engine_version": engine_version, "params": dict(params) if params is not None else None,
             "started_at": _iso(started_at or datetime.now().astimezone()), "status": "running",
+            "not_executed": dict(not_executed) if not_executed is not None else None,
         }))
 
     def finish_run(self, status: str | None = None, *, finished_at: datetime | None = None) -> str:
@@ -208,6 +211,7 @@ class ResultStore:
             "framework": g.get("framework"), "runner": g.get("runner"), "isl": g.get("isl"), "osl": g.get("osl"),
             "tp": g.get("tp"), "ep": g.get("ep"), "dp_attn": g.get("dp_attn"), "pp": g.get("pp"),
             "dcp_size": g.get("dcp_size"), "pcp_size": g.get("pcp_size"), "spec_decoding": g.get("spec_decoding"),
+            "router": g.get("router"), "kv_p2p_transfer": g.get("kv_p2p_transfer"),
             "max_model_len": g.get("max_model_len"), "image": g.get("image"),
             "concs": list(g["concs"]) if g.get("concs") is not None else None,
             "n_points": len(g["concs"]) if g.get("concs") is not None else None,

@@ -106,6 +106,8 @@ class Run(_Stamped, Base):
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
     status: Mapped[str] = mapped_column(String(20), default="running")
+    not_executed: Mapped[dict[str, Any] | None] = mapped_column(
+        JSONType, doc='work the run planned but does not execute yet: {"agentic-coding": {"jobs", "exp-names"}}')
     reused_from_run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id", ondelete="SET NULL"))
 
 
@@ -133,6 +135,8 @@ class ServeGroupRow(_Stamped, Base):
     dcp_size: Mapped[int | None]
     pcp_size: Mapped[int | None]
     spec_decoding: Mapped[str | None] = mapped_column(String(40))
+    router: Mapped[dict[str, Any] | None] = mapped_column(JSONType, doc="router/frontend {name, version}")
+    kv_p2p_transfer: Mapped[str | None] = mapped_column(String(100))
     max_model_len: Mapped[int | None]
     concs: Mapped[list[int] | None] = mapped_column(JSONType, doc="ascending")
     n_points: Mapped[int] = mapped_column(Integer, default=0, doc="planned points (len(concs)) for run summaries")
@@ -218,7 +222,11 @@ class BenchmarkResult(_ResultIdentity, _Stamped, Base):
     ep: Mapped[int | None]
     dp_attn: Mapped[bool | None]
     pp: Mapped[int | None]
+    dcp_size: Mapped[int | None]
+    pcp_size: Mapped[int | None]
     spec_decoding: Mapped[str | None] = mapped_column(String(40))
+    router: Mapped[dict[str, Any] | None] = mapped_column(JSONType, doc="router/frontend {name, version}")
+    kv_p2p_transfer: Mapped[str | None] = mapped_column(String(100))
     gpus: Mapped[int | None]
     # Headline metrics (vLLM definitions; InferenceX per-GPU normalisation; interactivity = 1000/TPOT).
     tput_per_gpu: Mapped[float | None] = mapped_column(Float)

@@ -27,7 +27,7 @@ from infersweep.store.upsert import upsert, upsert_many
 #: Group columns copied onto every result row (traceability without joins).
 GROUP_IDENTITY = ("config_key", "image", "image_digest", "engine", "engine_version", "recipe_fingerprint")
 GROUP_TOPOLOGY = ("model", "model_prefix", "precision", "framework", "runner", "tp", "ep", "dp_attn", "pp",
-                  "spec_decoding")
+                  "dcp_size", "pcp_size", "spec_decoding", "router", "kv_p2p_transfer")
 _DATETIME_FIELDS = {"logical_date", "started_at", "finished_at", "ended_at", "measured_at"}
 
 

@@ -54,11 +54,22 @@ def latest_results(
 def run_summary(
     engine: Engine, *, dag_id: str | None = None, run_id: str | None = None, limit: int = 100
 ) -> list[dict[str, Any]]:
-    """Per-run counts, newest first, each with a `label` like "53/55 green"."""
+    """Per-run counts, newest first, each with a `label` like "53/55 green" and `not_executed` (the work the
+    run planned but does not execute yet, e.g. {"agentic-coding": {"jobs": 12, ...}}, or None)."""
+    from infersweep.store.models import Run
+
     v = _view(engine, "v_run_summary")
     rows = _rows(engine, _of_run(select(v), v, dag_id, run_id).order_by(v.c.run_pk.desc()).limit(limit))
+    pks = [row["run_pk"] for row in rows]
+    skipped: dict[int, Any] = {}
+    if pks:
+        t = Run.tbl()
+        with engine.connect() as conn:
+            stmt = select(t.c.id, t.c.not_executed).where(t.c.id.in_(pks), t.c.not_executed.is_not(None))
+            skipped = dict(conn.execute(stmt).tuples().all())
     for row in rows:
         row["label"] = f"{row['points_ok']}/{row['points_total']} green"
+        row["not_executed"] = skipped.get(row["run_pk"])
     return rows
 
 
