@@ -14,7 +14,8 @@ pytestmark = pytest.mark.e2e
 KEY = "tiny-bf16-sim-h100-vllm"
 
 SWEEP = sim_sweep(
-    KEY, isl=4096, osl=64, points=["{ tp: 1, conc-list: [1, 4] }", "{ tp: 2, conc-list: [2] }"], nodes=["n0", "n1"],
+    KEY, isl=4096, osl=64, points=["{ tp: 1, conc-list: [1, 4] }", "{ tp: 2, pp: 2, dcp-size: 2, conc-list: [2] }"],
+    nodes=["n0", "n1"],
     schedule="0 3 * * *", image_pattern="vllm/vllm-openai:nightly-{{ ds_nodash }}",
     eval_yaml="{ enabled: true, select: max-conc, limit: 5 }", sim_yaml="{ time-scale: 20, accuracy: 1.0 }",
     bench_yaml="{ random-range-ratio: 0.8, prompts-per-conc: 4, warmups-per-conc: 1 }")
@@ -46,9 +47,12 @@ def test_full_chain_then_reuse_boots_no_server(home: AirflowHome) -> None:
     first = home.run(KEY, {})
     assert first["state"] == "success", first
     points = _rows(home, "SELECT b.conc, b.status, b.engine, b.raw, b.recipe_fingerprint, b.config_key, b.image, "
-                         "b.engine_version, b.tput_per_gpu FROM benchmark_results b JOIN runs r ON r.id = b.run_pk "
-                         "WHERE r.run_id = :r", r=first["run_id"])
+                         "b.engine_version, b.tput_per_gpu, b.tp, b.pp, b.dcp_size, b.pcp_size, b.gpus "
+                         "FROM benchmark_results b JOIN runs r ON r.id = b.run_pk WHERE r.run_id = :r", r=first["run_id"])
     assert sorted(p["conc"] for p in points) == [1, 2, 4]
+    # The TP2-PP2-DCP2 layout ran on the simulator (4 GPUs) and is stored whole.
+    assert {(p["tp"], p["pp"], p["dcp_size"], p["pcp_size"], p["gpus"]) for p in points} == {(1, 1, 1, 1, 1),
+                                                                                           (2, 2, 2, 1, 4)}
     for p in points:
         assert p["status"] == "ok" and p["engine"] == "sim" and p["tput_per_gpu"] > 0
         raw = p["raw"] if isinstance(p["raw"], dict) else json.loads(p["raw"])

@@ -51,7 +51,7 @@ def test_served_name_and_defaults() -> None:
     (["--tp", "4", "--ep", "2"], "--ep must be 1 or tp"),
     (["--accuracy", "0.5"], "--accuracy needs --answer-key"),
     (["some/unknown-model"], "no model profile matches"),
-    (["--pipeline-parallel-size", "2"], "not modelled"),
+    (["--tp", "4", "--decode-context-parallel-size", "3"], "must divide --tensor-parallel-size 4"),
     (["--max-num-seqs", "abc"], "invalid int value"),
 ])
 def test_bad_flags_fail_clearly(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
@@ -64,3 +64,14 @@ def test_bad_flags_fail_clearly(argv: list[str], message: str, capsys: pytest.Ca
 def test_non_vllm_recipes_are_refused() -> None:
     with pytest.raises(ValueError, match="not a vLLM serve command"):
         recipe_to_sim_argv(Recipe(image="x", argv=("python", "server.py"), model="m"))
+
+
+def test_layout_flags_of_a_recipe_reach_the_sim() -> None:
+    """The vLLM recipe's PP / DCP / PCP flags are modelled (GPU count, KV room), not refused or ignored."""
+    recipe = Recipe(image="x", argv=("vllm", "serve", "meta-llama/Llama-3.1-8B-Instruct", "--tensor-parallel-size",
+                                     "2", "--pipeline-parallel-size", "2", "--decode-context-parallel-size", "2",
+                                     "--prefill-context-parallel-size", "2", "--cp-kv-cache-interleave-size", "16"),
+                    model="meta-llama/Llama-3.1-8B-Instruct")
+    cfg = parse_sim_argv(recipe_to_sim_argv(recipe)[2:])
+    assert (cfg.tp, cfg.pp, cfg.dcp, cfg.pcp) == (2, 2, 2, 2)
+    assert "--cp-kv-cache-interleave-size" in cfg.ignored_flags or "cp_kv_cache_interleave_size" in cfg.ignored_flags

@@ -139,3 +139,31 @@ def test_topology_validation_and_kv_sharding() -> None:
     # Memory plan: 70B in bf16 does not fit one H100; KV blocks come out non-positive.
     assert _roofline("llama-3.1-70b", "h100").num_kv_blocks(0.9, 16) == 0
     assert _roofline("llama-3.1-70b", "h100", tp=4).num_kv_blocks(0.9, 16) > 0
+
+
+def test_pipeline_parallel_splits_layers_not_decode_latency() -> None:
+    """PP2 holds half the layers per GPU (twice the KV room), halves prefill time, and gains nothing on
+    batch-1 decode: each token still streams every weight once, stage after stage."""
+    tp2, pp2 = _roofline(tp=2), _roofline(tp=2, pp=2)
+    assert pp2.topo.gpus == 4 and pp2.weight_bytes_per_gpu == pytest.approx(tp2.weight_bytes_per_gpu / 2)
+    assert pp2.num_kv_blocks(0.9, 16) > 2 * tp2.num_kv_blocks(0.9, 16)
+    one_tp, one_pp = tp2.step_cost(1, 2000, 2000), pp2.step_cost(1, 2000, 2000)
+    assert one_pp.memory_s == pytest.approx(one_tp.memory_s, rel=0.02)
+    prefill_tp, prefill_pp = tp2.step_cost(8192, 8192, 8192 * 4096), pp2.step_cost(8192, 8192, 8192 * 4096)
+    assert prefill_pp.compute_s == pytest.approx(prefill_tp.compute_s / 2)
+
+
+def test_context_parallelism() -> None:
+    """DCP shards only KV that TP replicates (MLA's latent; GQA once tp exceeds the KV heads); PCP adds GPUs,
+    shards the sequence and splits prefill compute."""
+    mla, mla_dcp = _roofline("deepseek-r1", "h200", tp=8), _roofline("deepseek-r1", "h200", tp=8, dcp=8)
+    assert mla_dcp.kv_bytes_per_token_gpu == pytest.approx(mla.kv_bytes_per_token_gpu / 8)
+    assert mla_dcp.topo.gpus == 8
+    gqa, gqa_dcp = _roofline(tp=2), _roofline(tp=2, dcp=2)  # 8 KV heads over 2 ranks: nothing replicated
+    assert gqa_dcp.kv_bytes_per_token_gpu == pytest.approx(gqa.kv_bytes_per_token_gpu)
+    pcp = _roofline(tp=2, pcp=2)
+    assert pcp.topo.gpus == 4 and pcp.kv_bytes_per_token_gpu == pytest.approx(gqa.kv_bytes_per_token_gpu / 2)
+    assert pcp.step_cost(8192, 8192, 8192 * 4096).compute_s == pytest.approx(
+        gqa.step_cost(8192, 8192, 8192 * 4096).compute_s / 2)
+    with pytest.raises(ValueError, match="must divide tensor-parallel-size"):
+        Topology(tp=4, dcp=3)

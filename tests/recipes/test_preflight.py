@@ -211,3 +211,14 @@ def test_other_frameworks_get_the_vllm_rules_flagged(m3) -> None:
     v = preflight(make_group(framework="sglang", tp=8), m3)
     assert v.verdict == "fits"
     assert "vLLM memory rules applied to framework 'sglang'" in v.reason
+
+
+def test_pipeline_and_context_parallel_layouts_split_memory(m25) -> None:
+    """PP splits weights and KV over its stages; DCP/PCP shard KV along the sequence (PCP adds ranks)."""
+    base = preflight(m25_group(tp=4), m25)
+    pp2 = preflight(m25_group(tp=4, pp=2), m25)
+    pcp2 = preflight(m25_group(tp=4, pcp_size=2), m25)
+    assert pp2.weights_per_rank_gb == pytest.approx(base.weights_per_rank_gb / 2)
+    assert pp2.kv_bytes_per_token_per_rank == pytest.approx(base.kv_bytes_per_token_per_rank / 2)
+    assert pcp2.weights_per_rank_gb == pytest.approx(base.weights_per_rank_gb)
+    assert pcp2.kv_bytes_per_token_per_rank == pytest.approx(base.kv_bytes_per_token_per_rank / 2)

@@ -85,8 +85,8 @@ def seq_len_name(isl: int, osl: int) -> str:
     return {(1024, 1024): "1k1k", (8192, 1024): "8k1k"}.get((isl, osl), f"{isl}_{osl}")
 
 
-class ServerSpec(BaseModel):
-    """What one server is: the config key, image, model and topology. Shared by jobs and serve groups."""
+class EntryIdentity(BaseModel):
+    """The config entry a row comes from: key, what is served (image, model) and where (runner)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -97,6 +97,11 @@ class ServerSpec(BaseModel):
     precision: str
     framework: str
     runner: str
+
+
+class ServerSpec(EntryIdentity):
+    """What one server is: the config key, image, model and topology. Shared by jobs and serve groups."""
+
     isl: int
     osl: int
     tp: int
@@ -124,22 +129,13 @@ class Job(ServerSpec):
         return _row(self.model_dump(mode="json"), INFERENCEX_JOB_KEYS + OPTIONAL_ROW_KEYS, OPTIONAL_ROW_KEYS)
 
 
-class AgenticJob(BaseModel):
+class AgenticJob(EntryIdentity):
     """One agentic-coding (trace replay) point: planned exactly as InferenceX does, not executed yet.
 
     `legacy` rows come from configs in the June 2026 schema (`offloading`, `duration`) and keep that
     generator's row shape; the others follow 843c6254f (kv-offloading, its backend, the DRAM budget).
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    config_key: str
-    image: str
-    model: str
-    model_prefix: str
-    precision: str
-    framework: str
-    runner: str
     tp: int
     pp: int = 1
     dcp_size: int = 1
@@ -197,11 +193,12 @@ class ServeGroup(ServerSpec):
 
     @property
     def layout(self) -> str:
-        """Parallel layout in the seed recipe's words: TP8, TEP8 (ep>1), DEP8 (dp-attn), + PPn / MTP."""
+        """Parallel layout in the seed recipe's words: TP8, TEP8 (ep>1), DEP8 (dp-attn), + PPn / DCPn / PCPn / MTP."""
         kind = "DEP" if self.dp_attn else ("TEP" if self.ep > 1 else "TP")
         text = f"{kind}{self.tp}"
-        if self.pp > 1:
-            text += f"-PP{self.pp}"
+        for name, size in (("PP", self.pp), ("DCP", self.dcp_size), ("PCP", self.pcp_size)):
+            if size > 1:
+                text += f"-{name}{size}"
         if self.spec_decoding != "none":
             text += f"-{self.spec_decoding.upper()}"
         return text
@@ -214,26 +211,17 @@ class ServeGroup(ServerSpec):
     @property
     def name(self) -> str:
         """Readable label `<config-key>_<seq-len>_<layout>`; unique within a plan unless two groups differ only
-        in fields the layout omits (image, dcp/pcp). The `id` is the real key."""
+        in fields the layout omits (image, router). The `id` is the real key."""
         return f"{self.config_key}_{self.seq_len}_{self.layout}"
 
 
-class MultinodeJob(BaseModel):
+class MultinodeJob(EntryIdentity):
     """One multinode row (fixed-seq-len or agentic-coding): planned exactly as InferenceX does, not executed.
 
     Its pools (`prefill`, `decode`) keep every field of the config; `conc` holds all the concurrencies that
     share one allocation (one for agentic rows). Running these is issue #20's work.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    config_key: str
-    image: str
-    model: str
-    model_prefix: str
-    precision: str
-    framework: str
-    runner: str
     isl: int | None = None
     osl: int | None = None
     spec_decoding: str = "none"

@@ -118,10 +118,11 @@ def _kv_bytes_per_token_per_rank(group: ServeGroup, q: ModelQuirks | None) -> fl
         return None
     tp = rules.tensor_parallel_size(group)
     # TP shards KV by heads, but never more ways than there are KV heads (then it replicates);
-    # decode-context parallelism shards the replicated part along the sequence instead.
+    # decode-context parallelism shards the replicated part along the sequence instead, and prefill-context
+    # parallelism shards the sequence over its extra ranks (vLLM interleaves KV over both CP groups).
     shards = min(tp, q.kv_heads) if q.kv_heads else tp
     shards = min(tp, shards * group.dcp_size)
-    return q.kv_bytes_per_token / shards / group.pp
+    return q.kv_bytes_per_token / shards / group.pp / group.pcp_size
 
 
 def preflight(group: ServeGroup, quirks: ModelQuirks | None, gpu_memory_gb: float | None = None) -> MemoryVerdict:

@@ -42,6 +42,7 @@ _IGNORED_VLLM_FLAGS: dict[str, type | str | None] = {
     "--speculative-config": "json", "--compilation-config": "json", "--hf-overrides": "json",
     "--override-generation-config": "json", "--limit-mm-per-prompt": "json", "--additional-config": "json",
     "--mm-processor-kwargs": "json", "--kv-events-config": "json", "--root-path": str,
+    "--cp-kv-cache-interleave-size": int,
 }
 
 
@@ -58,6 +59,9 @@ class SimConfig(BaseModel):
     tp: int = Field(default=1, ge=1)
     ep: int = Field(default=1, ge=1)
     dp: int = Field(default=1, ge=1)
+    pp: int = Field(default=1, ge=1)
+    dcp: int = Field(default=1, ge=1)
+    pcp: int = Field(default=1, ge=1)
     precision: Precision | None = None
     kv_cache_dtype: Literal["auto", "bfloat16", "fp8", "fp8_e4m3", "fp8_e5m2"] = "auto"
     time_scale: float = Field(default=1.0, gt=0)
@@ -136,7 +140,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--dp", "--data-parallel-size", "-dp", dest="dp", type=int, default=1)
     g.add_argument("--ep", type=int, default=None, help="expert-parallel GPUs: 1 or tp*dp")
     g.add_argument("--enable-expert-parallel", "-ep", action="store_true", help="vLLM: EP over tp*dp GPUs")
-    g.add_argument("--pipeline-parallel-size", "-pp", type=int, default=1)
+    g.add_argument("--pipeline-parallel-size", "-pp", dest="pp", type=int, default=1)
+    g.add_argument("--decode-context-parallel-size", "-dcp", dest="dcp", type=int, default=1)
+    g.add_argument("--prefill-context-parallel-size", "-pcp", dest="pcp", type=int, default=1)
     g.add_argument("--precision", choices=["bf16", "fp16", "fp8", "mxfp8", "nvfp4", "mxfp4"])
     g.add_argument("--quantization", "-q")
     g.add_argument("--kv-cache-dtype", default="auto",
@@ -180,8 +186,9 @@ def parse_sim_argv(argv: Sequence[str]) -> SimConfig:
     """Parse `sim serve` arguments into a validated `SimConfig` (argparse exits with status 2 on errors)."""
     parser = build_parser()
     ns = parser.parse_args(list(argv))
-    if ns.pipeline_parallel_size != 1:
-        parser.error("--pipeline-parallel-size > 1 is not modelled by the simulator")
+    if ns.pcp == 1 and ns.tp % ns.dcp:
+        parser.error(f"--decode-context-parallel-size {ns.dcp} must divide --tensor-parallel-size {ns.tp} "
+                     "(vLLM: without prefill-context parallelism, DCP splits the TP ranks)")
     served = ns.model[0] if ns.model else ns.model_tag
     if ns.model_profile:
         profile = ns.model_profile
@@ -203,7 +210,7 @@ def parse_sim_argv(argv: Sequence[str]) -> SimConfig:
     try:
         return SimConfig(
             host=ns.host, port=ns.port, model=served, model_profile=profile, gpu_profile=ns.gpu_profile,
-            tp=ns.tp, ep=ep, dp=ns.dp, precision=precision, kv_cache_dtype=ns.kv_cache_dtype,
+            tp=ns.tp, ep=ep, dp=ns.dp, pp=ns.pp, dcp=ns.dcp, pcp=ns.pcp, precision=precision, kv_cache_dtype=ns.kv_cache_dtype,
             time_scale=ns.time_scale, max_num_seqs=ns.max_num_seqs,
             max_num_batched_tokens=ns.max_num_batched_tokens, gpu_memory_utilization=ns.gpu_memory_utilization,
             max_model_len=ns.max_model_len, block_size=ns.block_size, enable_chunked_prefill=ns.chunked,

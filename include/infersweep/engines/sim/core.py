@@ -80,7 +80,10 @@ class SimCore:
         self.cfg = cfg
         self.profile = get_model_profile(cfg.model_profile)
         self.gpu = get_gpu_profile(cfg.gpu_profile)
-        self.topology = Topology(tp=cfg.tp, ep=cfg.ep, dp=cfg.dp)
+        try:
+            self.topology = Topology(tp=cfg.tp, ep=cfg.ep, dp=cfg.dp, pp=cfg.pp, dcp=cfg.dcp, pcp=cfg.pcp)
+        except ValueError as exc:
+            raise StartupError(f"ValueError: {exc}") from exc
         self.roofline = Roofline(
             self.profile, self.gpu, self.topology, precision=cfg.precision, kv_dtype_bytes=cfg.kv_dtype_bytes,
             efficiency=Efficiency(step_overhead_s=cfg.step_overhead_ms / 1000.0),
@@ -293,7 +296,8 @@ class SimCore:
             "version": f"sim-{__version__}", "engine": "sim", "sim_version": SIM_VERSION,
             "infersweep_version": __version__, "time_scale": cfg.time_scale,
             "model_profile": self.profile.name, "gpu_profile": self.gpu.name, "precision": self.roofline.precision,
-            "tp": cfg.tp, "ep": cfg.ep, "dp": cfg.dp, "max_model_len": self.max_model_len,
+            "tp": cfg.tp, "ep": cfg.ep, "dp": cfg.dp, "pp": cfg.pp, "dcp": cfg.dcp, "pcp": cfg.pcp,
+            "max_model_len": self.max_model_len,
             "kv_cache_tokens": self.kv_capacity_tokens, "max_num_seqs": cfg.max_num_seqs,
             "max_num_batched_tokens": cfg.max_num_batched_tokens, "tokenizer": cfg.tokenizer or "builtin",
             "ignored_vllm_flags": list(cfg.ignored_flags),

@@ -16,22 +16,31 @@ GIB = 1024**3
 
 @dataclass(frozen=True)
 class Topology:
-    """Parallelism: TP GPUs per replica, DP replicas, experts spread over `ep` GPUs (1 = TP-sharded)."""
+    """Parallelism: TP GPUs per replica, DP replicas, experts spread over `ep` GPUs (1 = TP-sharded), `pp`
+    pipeline stages, decode-context parallelism `dcp` (reuses the TP ranks) and prefill-context parallelism
+    `pcp` (adds GPUs), as vLLM's `--pipeline-parallel-size`, `--decode-context-parallel-size` and
+    `--prefill-context-parallel-size`."""
 
     tp: int = 1
     ep: int = 1
     dp: int = 1
+    pp: int = 1
+    dcp: int = 1
+    pcp: int = 1
 
     def __post_init__(self) -> None:
-        if self.tp < 1 or self.dp < 1 or self.ep < 1:
-            raise ValueError("tp, ep and dp must be >= 1")
+        if min(self.tp, self.dp, self.ep, self.pp, self.dcp, self.pcp) < 1:
+            raise ValueError("tp, ep, dp, pp, dcp and pcp must be >= 1")
         if self.ep not in (1, self.tp * self.dp):
             # vLLM's --enable-expert-parallel makes the EP group span every GPU (EP = TP x DP).
             raise ValueError(f"ep must be 1 or tp*dp = {self.tp * self.dp} (vLLM's expert-parallel group)")
+        if self.pcp == 1 and self.tp % self.dcp:
+            # vLLM (config/parallel.py): without PCP, DCP splits the TP ranks.
+            raise ValueError(f"decode-context-parallel-size {self.dcp} must divide tensor-parallel-size {self.tp}")
 
     @property
     def gpus(self) -> int:
-        return self.tp * self.dp
+        return self.tp * self.dp * self.pp * self.pcp
 
 
 @dataclass(frozen=True)
@@ -85,14 +94,24 @@ class Roofline:
         tflops = gpu.bf16_tflops if self.precision in ("bf16", "fp16") else gpu.fp8_tflops
         self.flops_per_s = tflops * 1e12 * self.eff.mfu
         self.bytes_per_s = gpu.hbm_tb_s * 1e12 * self.eff.hbm
-        tp = topology.tp
+        tp, pp = topology.tp, topology.pp
         self._expert_shards = topology.ep if topology.ep > 1 else tp
-        self._dense_weight_bytes = model.dense_params * self.bytes_per_param / tp
-        self._expert_weight_bytes = model.expert_params * self.bytes_per_param / self._expert_shards
-        self.kv_bytes_per_token_gpu = model.kv_bytes_per_token_per_gpu(tp, kv_dtype_bytes)
+        # Each pipeline stage holds 1/pp of the layers: weights and KV per GPU shrink by pp.
+        self._dense_weight_bytes = model.dense_params * self.bytes_per_param / tp / pp
+        self._expert_weight_bytes = model.expert_params * self.bytes_per_param / self._expert_shards / pp
+        # KV: TP shards heads (replicated once TP exceeds them); DCP shards the replicated part along the
+        # sequence, never more ways than TP (the recipes' memory preflight uses the same rule); PCP shards
+        # the sequence over its extra ranks.
+        per_tp = model.kv_bytes_per_token_per_gpu(tp, kv_dtype_bytes)
+        head_shards = model.kv_bytes_per_token(kv_dtype_bytes) / per_tp
+        dcp_gain = min(tp, head_shards * topology.dcp) / head_shards
+        self.kv_bytes_per_token_gpu = per_tp / dcp_gain / pp / topology.pcp
         self._attn_dim_gpu = model.num_attention_heads * model.head_dim / min(tp, model.num_attention_heads)
-        # Collectives: two TP all-reduces per layer, two EP all-to-alls per MoE layer.
+        # Collectives: two TP all-reduces per layer, two EP all-to-alls per MoE layer, one KV all-gather per
+        # layer for DCP and for PCP, and a stage-to-stage send per micro-batch boundary for PP.
         n_coll = (2 * model.layers if tp > 1 else 0) + (2 * model.moe_layers if topology.ep > 1 else 0)
+        n_coll += (model.layers if topology.dcp > 1 else 0) + (model.layers if topology.pcp > 1 else 0)
+        n_coll += pp * (pp - 1)
         self._overhead_s = self.eff.step_overhead_s + n_coll * self.eff.collective_latency_s
 
     # --- memory plan -------------------------------------------------------------------------------
@@ -131,9 +150,13 @@ class Roofline:
         else:
             expert_bytes = 0.0
         kv_bytes = context_tokens / dp * self.kv_bytes_per_token_gpu
-        memory_s = (self._dense_weight_bytes + expert_bytes + kv_bytes) / self.bytes_per_s
-        linear_flops = 2.0 * self.model.active_params * tokens_rank / self.topo.tp
-        attn_flops = 4.0 * self.model.layers * self._attn_dim_gpu * attn_pairs / dp
+        # PP: the batch runs as pp micro-batches through pp stages; a stage reads its weights once per
+        # micro-batch, so the batch re-reads weights pp times (decode latency gains nothing) while KV reads
+        # and FLOPs split over the stages. PCP splits the step's tokens over its ranks.
+        pp, pcp = self.topo.pp, self.topo.pcp
+        memory_s = (pp * (self._dense_weight_bytes + expert_bytes) + kv_bytes) / self.bytes_per_s
+        linear_flops = 2.0 * self.model.active_params * tokens_rank / self.topo.tp / pp / pcp
+        attn_flops = 4.0 * self.model.layers * self._attn_dim_gpu * attn_pairs / dp / pp / pcp
         compute_s = (linear_flops + attn_flops) / self.flops_per_s
         total = max(memory_s, compute_s) + self._overhead_s
         return StepCost(total_s=total, memory_s=memory_s, compute_s=compute_s, overhead_s=self._overhead_s)

@@ -421,7 +421,7 @@ class SimServer:
             "# HELP sim:engine_info The simulated engine and what it models (value 1).",
             "# TYPE sim:engine_info gauge",
             f'sim:engine_info{{engine="sim",version="sim-{__version__}",model_profile="{eng.profile.name}",'
-            f'gpu_profile="{eng.gpu.name}",tp="{cfg.tp}",ep="{cfg.ep}",dp="{cfg.dp}",'
+            f'gpu_profile="{eng.gpu.name}",tp="{cfg.tp}",ep="{cfg.ep}",dp="{cfg.dp}",pp="{cfg.pp}",dcp="{cfg.dcp}",pcp="{cfg.pcp}",'
             f'time_scale="{self.scale}"}} 1',
             "# HELP sim:time_scale Simulated seconds per wall second.", "# TYPE sim:time_scale gauge",
             f"sim:time_scale {self.scale}",
