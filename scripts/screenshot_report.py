@@ -1,4 +1,4 @@
-"""Render an infersweep report in headless Chromium and save a screenshot of its first pair of frontier charts.
+"""Render an infersweep report in headless Chromium (Playwright, the system browser) and save a screenshot of its first pair of frontier charts.
 
     .venv/bin/python scripts/screenshot_report.py                       # the sample sweep → docs/img/report-frontier.png
     .venv/bin/python scripts/screenshot_report.py --db sqlite:///.infersweep/demo/results.sqlite --out shot.png

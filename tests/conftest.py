@@ -15,6 +15,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("INFERSWEEP_SHARED", ROOT.parent / "shared"))
+# The product reads GSM8K from the hub or a configured local copy; the tests (and the DAG runs they start,
+# which inherit the environment) use the shared copy when there is one.
+if (SHARED / "data" / "gsm8k" / "test.jsonl").exists():
+    os.environ.setdefault("INFERSWEEP_GSM8K_DIR", str((SHARED / "data" / "gsm8k").resolve()))
 PG_HOST, PG_PORT = "127.0.0.1", 5432
 
 

@@ -55,7 +55,7 @@ def test_good_overrides_pass() -> None:
 
 def test_advanced_conf_is_validated_before_anything_starts() -> None:
     from infersweep.airflow.params import advanced_conf
-    from infersweep.faults.classify import ClassifiedError, classify
+    from infersweep.faults import ClassifiedError, classify
 
     ok = advanced_conf({"model": "/models/smollm2", "eval_limit": 20, "sim_time_scale": 5, "tp": [8]})
     assert (ok.model, ok.eval_limit, ok.sim_time_scale) == ("/models/smollm2", 20, 5.0)
@@ -82,6 +82,17 @@ def test_retry_policy_follows_the_classifier() -> None:
     unknown_second = policy.evaluate(_Boom("something nobody has seen"), 2, 4)
     assert unknown_first.action is RetryAction.RETRY and unknown_second.action is RetryAction.FAIL
     assert FailureClassRetryPolicy.deserialize(policy.serialize()).max_delay_s == 100
+
+
+def test_retry_policy_default_backoff_and_reason_names_the_class() -> None:
+    """Defaults: 15 s doubling per try, capped at 600 s; the decision's reason names the failure class."""
+    policy = FailureClassRetryPolicy()
+    stale = OSError(116, "Stale file handle")
+    delays = [policy.evaluate(stale, t, 30).retry_delay for t in (1, 2, 3, 4, 20)]
+    assert delays == [timedelta(seconds=s) for s in (15, 30, 60, 120, 600)]
+    assert "stale_file_handle" in (policy.evaluate(stale, 1, 4).reason or "")
+    permanent = policy.evaluate(RuntimeError("ValueError: No available memory for the cache blocks."), 1, 4)
+    assert permanent.action is RetryAction.FAIL and "kv_cache_oom" in (permanent.reason or "")
 
 
 def test_pools_one_per_runner_label_with_node_slots() -> None:

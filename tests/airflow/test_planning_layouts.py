@@ -106,7 +106,7 @@ def test_pp_is_a_form_filter_and_router_is_stored(env: dict[str, Any]) -> None:
 
 
 def test_layout_conf_keys_are_validated(env: dict[str, Any]) -> None:
-    from infersweep.faults.classify import ClassifiedError
+    from infersweep.faults.errors import ClassifiedError
 
     with pytest.raises(ClassifiedError) as info:
         _plan({**_dag_params(), "pcp_size": [0]}, "manual__bad")

@@ -171,7 +171,7 @@ def test_bad_run_conf_fails_the_plan_before_anything_is_recorded(
 ) -> None:
     """Advanced conf keys (and typos of any key) pass Airflow's schema; the plan task rejects them first."""
     from infersweep.airflow.planning import plan_run
-    from infersweep.faults.classify import ClassifiedError, classify
+    from infersweep.faults import ClassifiedError, classify
 
     monkeypatch.setenv("INFERSWEEP_CONFIGS", str(CORPUS / "_ok_sweep.yaml"))
     dag = _ok_dag()

@@ -10,7 +10,7 @@ import pytest
 
 from infersweep.config.errors import ConfigError
 from infersweep.config.runners import RunnerHardware
-from infersweep.config.sweep import discover, load_sweep, load_sweeps
+from infersweep.config.sweep import discover, load_sweep
 from infersweep.plan.planner import expand_jobs
 
 ENTRY = """
@@ -81,7 +81,7 @@ def test_sweep_file_selects_master_keys_by_glob(tmp_path: Path) -> None:
     """)
     sweep = load_sweep([path])
     assert list(sweep.entries) == ["m2-fp8-h200-vllm"]
-    assert sweep.name == "s"
+    assert sweep.default.name == "s"
 
 
 def test_inline_entries_inventory_and_settings(tmp_path: Path) -> None:
@@ -91,8 +91,10 @@ def test_inline_entries_inventory_and_settings(tmp_path: Path) -> None:
                  "inventory:\n  h200:\n  - {name: n0, docker-url: 'ssh://n0', gpu-memory-gb: 141, cache-domain: a}\n"
                  "entries:\n" + textwrap.indent(master(), "  "))
     sweep = load_sweep([path])
-    assert (sweep.engine, sweep.schedule, sweep.bench.prompts_per_conc) == ("vllm-process", "@daily", 5)
-    assert sweep.bench.random_range_ratio == 0.8 and sweep.bench.warmups_per_conc == 2
+    settings = sweep.default
+    assert (settings.engine, settings.schedule, settings.bench.prompts_per_conc) == ("vllm-process", "@daily", 5)
+    assert settings.bench.random_range_ratio == 0.8 and settings.bench.warmups_per_conc == 2
+    assert sweep.settings_for("m1-fp8-h200-vllm") is settings
     node = sweep.nodes_for("h200")[0]
     assert (node.name, node.runner, node.docker_url, node.gpu_memory_gb) == ("n0", "h200", "ssh://n0", 141)
     jobs = expand_jobs(sweep)
@@ -102,15 +104,16 @@ def test_inline_entries_inventory_and_settings(tmp_path: Path) -> None:
 def test_defaults(tmp_path: Path) -> None:
     """Unset settings: nightly schedule, vllm-docker, eval on with threshold 0.90, InferenceX bench defaults."""
     sweep = load_sweep([write(tmp_path / "s.yaml", "sweep: s\n")])
-    assert (sweep.schedule, sweep.engine) == ("0 2 * * *", "vllm-docker")
-    assert sweep.eval.enabled and sweep.eval.task == "gsm8k"
-    assert sweep.eval.threshold_for("anything") == 0.90
+    settings = sweep.default
+    assert (settings.schedule, settings.engine) == ("0 2 * * *", "vllm-docker")
+    assert settings.eval.enabled and settings.eval.task == "gsm8k"
+    assert settings.eval.threshold_for("anything") == 0.90
 
 
 def test_eval_thresholds_file(tmp_path: Path, inferencex_dir: Path) -> None:
     """thresholds-file reads InferenceX's eval-thresholds.json: per-model first, then the file default."""
     path = write(tmp_path / "s.yaml", f"sweep: s\neval: {{thresholds-file: {inferencex_dir / 'eval-thresholds.json'}}}\n")
-    settings = load_sweep([path]).eval
+    settings = load_sweep([path]).default.eval
     assert settings.threshold_for("glm5") == 0.94
     assert settings.threshold_for("minimaxm3") == 0.90
     assert settings.threshold_for("dsr1", "gpqa_diamond_cot_n_shot") == 0.30
@@ -154,10 +157,10 @@ def test_folder_loads_sweep_files_only_and_keeps_per_file_settings(tmp_path: Pat
     write(tmp_path / "quirks.yaml", "m1: {gmu: 0.9}\n")
     assert [p.name for p in discover([tmp_path])] == ["a.yaml", "b.yaml"]
     sweep = load_sweep([tmp_path])
-    assert sweep.engine == "sim" and sweep.settings_for("m2-fp8-h200-vllm").engine == "vllm-docker"
+    assert sweep.default.engine == "sim" and sweep.settings_for("m2-fp8-h200-vllm").engine == "vllm-docker"
     evals = {(j.config_key, j.conc) for j in expand_jobs(sweep) if j.run_eval}
     assert evals == {("m1-fp8-h200-vllm", 64), ("m2-fp8-h200-vllm", 32), ("m2-fp8-h200-vllm", 64)}
-    assert [s.name for s in load_sweeps([tmp_path])] == ["a", "b"]
+    assert [load_sweep([p]).default.name for p in discover([tmp_path])] == ["a", "b"]
 
 
 def test_config_key_defined_twice_across_files(tmp_path: Path) -> None:

@@ -26,8 +26,8 @@ from infersweep.config.inventory import Node
 from infersweep.engines.base import EngineError
 from infersweep.engines.docker import LABEL_RUN_ID, DockerEngine, GpuRuntimeUnavailableError
 from infersweep.engines.reaper import reap
-from infersweep.engines.telemetry import SimMetricsSource, TelemetrySampler, source_for
 from infersweep.recipes.model import Mount, Recipe
+from infersweep.telemetry.gpu import SimMetricsSource, TelemetrySampler, source_for
 from tests.procs import stop_process_groups
 
 pytestmark = pytest.mark.integration

@@ -43,18 +43,21 @@ def _arm_estale(times: int, blob: str) -> None:
 
 
 def _arm_retry_after_write(tp: int, marker: str) -> None:
-    from infersweep.airflow import chain
+    import importlib
 
-    real = chain._measure
+    # The module, not the `benchmark` step function that `infersweep.airflow.steps` re-exports.
+    step = importlib.import_module("infersweep.airflow.steps.benchmark")
 
-    def measure(served: dict[str, Any], *args: Any, **kwargs: Any) -> None:
-        real(served, *args, **kwargs)
-        if served["group"]["tp"] == tp and not os.path.exists(marker):
+    real = step.measure
+
+    def measure(deps: Any, served: Any, *args: Any, **kwargs: Any) -> None:
+        real(deps, served, *args, **kwargs)
+        if served.group.tp == tp and not os.path.exists(marker):
             Path(marker).touch()
             print(f"FAULT-INJECTED retry_after_write tp={tp}", flush=True)
             raise ConnectionResetError(errno.ECONNRESET, "Connection reset by peer (injected after the write)")
 
-    chain._measure = measure  # type: ignore[assignment]
+    step.measure = measure  # type: ignore[assignment]
 
 
 def main() -> int:

@@ -14,13 +14,12 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 from airflow.sdk import RetryAction
 from sqlalchemy import text
 
-from infersweep.airflow import chain
+from infersweep.airflow import steps
 from infersweep.airflow.context import RunContext, free_port
 from infersweep.airflow.planning import plan_run
 from infersweep.airflow.retry import FailureClassRetryPolicy
@@ -39,7 +38,7 @@ SWEEP = sim_sweep(KEY, isl=128, osl=16, points=["{ tp: 1, conc-list: [1] }"], no
 PARAMS = {"engine": "vllm-docker", "force": True, "eval": False}
 
 
-def _sim_in_container(image: str, repo_root: Path, port: int) -> dict[str, Any]:
+def _sim_in_container(image: str, repo_root: Path, port: int) -> Recipe:
     """The simulated engine as a container recipe: host /usr, Python, venv and repo bind-mounted read-only."""
     cli = Path(sys.prefix) / "bin" / "infersweep"
     mounts: list[Mount] = []
@@ -51,7 +50,7 @@ def _sim_in_container(image: str, repo_root: Path, port: int) -> dict[str, Any]:
         argv=(str(cli), "sim", "serve", "--host", "0.0.0.0", "--port", str(port), "--model-profile",
               "smollm2-135m", "--gpu-profile", "h100", "--time-scale", "10", "--startup-delay", "8"),
         env={"PYTHONDONTWRITEBYTECODE": "1"}, mounts=tuple(mounts), ready_timeout_s=120)
-    return recipe.to_json()
+    return recipe
 
 
 def _rc(run_id: str, task: str, try_number: int) -> RunContext:
@@ -72,8 +71,8 @@ def test_dockerd_restart_during_serve_is_transient_and_recovers(tmp_path: Path, 
             monkeypatch.setenv(k, v)
         run_id = "manual__dockerd_1"
         [work] = plan_run(KEY, _rc(run_id, "plan", 1))
-        node = {**work["nodes"][0], "docker-url": dockerd.url, "host": "127.0.0.1"}
-        work = {**work, "nodes": [node], "recipe": _sim_in_container(image, repo_root, free_port())}
+        node = work.nodes[0].model_copy(update={"docker_url": dockerd.url, "host": "127.0.0.1"})
+        work = work.model_copy(update={"nodes": (node,), "recipe": _sim_in_container(image, repo_root, free_port())})
         client = docker.DockerClient(base_url=dockerd.url, timeout=30)
 
         def containers() -> list:
@@ -84,7 +83,7 @@ def test_dockerd_restart_during_serve_is_transient_and_recovers(tmp_path: Path, 
 
         def serve_try1() -> None:
             try:
-                chain.serve(work, _rc(run_id, "serve", 1))
+                steps.serve(work, _rc(run_id, "serve", 1))
             except BaseException as exc:
                 failure.append(exc)
 
@@ -115,13 +114,13 @@ def test_dockerd_restart_during_serve_is_transient_and_recovers(tmp_path: Path, 
         dockerd.start()
         daemon_s = time.monotonic() - t1
         client = docker.DockerClient(base_url=dockerd.url, timeout=30)
-        served = chain.serve(work, _rc(run_id, "serve", 2))
+        served = steps.serve(work, _rc(run_id, "serve", 2))
         serve2_s = time.monotonic() - t1 - daemon_s
         try:
-            assert http_get(f"{served['handle']['base_url']}/health", 10)[0] == 200
+            assert http_get(f"{served.state.handle.base_url}/health", 10)[0] == 200
             assert [c.status for c in containers()] == ["running"]
         finally:
-            chain.teardown(served, _rc(run_id, "stop", 1))
+            steps.teardown(served, _rc(run_id, "stop", 1))
         assert containers() == [] and active_leases(engine) == []
         with engine.connect() as conn:
             attempts = conn.execute(text(

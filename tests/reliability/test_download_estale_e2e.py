@@ -92,4 +92,5 @@ def _download_xcom(home: FaultHome, run_id: str) -> dict:
         (value,) = conn.execute("SELECT value FROM xcom WHERE run_id = ? AND task_id = 'serve_group.download' "
                                 "AND key = 'return_value'", (run_id,)).fetchone()
     data = json.loads(value) if isinstance(value, str | bytes) else value
-    return dict(data[MODEL])
+    data = data.get("__data__", data)  # Airflow's serde envelope around the DownloadReport model
+    return dict(data["repos"][MODEL])

@@ -1,6 +1,6 @@
-"""Promise 8 (small): the soak of bench/soak.py at 8 serve groups on 4 simulated nodes (dag.test, results on a
+"""Promise 8 (small): the soak of perf/soak.py at 8 serve groups on 4 simulated nodes (dag.test, results on a
 fresh Postgres database): every point is stored exactly once, no attempt row is duplicated, every lease is
-released and no server is left running. The 200-group soak is `bench/soak.py` (figures in docs/reliability.md).
+released and no server is left running. The 200-group soak is `perf/soak.py` (figures in docs/reliability.md).
 """
 
 from __future__ import annotations
@@ -14,11 +14,11 @@ import pytest
 from tests.airflow.harness import sim_servers_running
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
-SOAK = Path(__file__).resolve().parents[2] / "bench" / "soak.py"
+SOAK = Path(__file__).resolve().parents[2] / "perf" / "soak.py"
 
 
 def _soak_module():
-    spec = importlib.util.spec_from_file_location("infersweep_bench_soak", SOAK)
+    spec = importlib.util.spec_from_file_location("infersweep_perf_soak", SOAK)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses resolve annotations through sys.modules

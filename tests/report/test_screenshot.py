@@ -1,20 +1,27 @@
-"""Look at the report in headless Chromium: it renders the frontier, with no console errors."""
+"""Look at the report in headless Chromium (driven by Playwright): it renders the frontier, with no console
+errors; a page that breaks, hangs or lacks the clipped element gives a clear error, not a hang."""
 
 from __future__ import annotations
 
 import pytest
 
-from infersweep.report.browser import find_chromium, png_info, render_page
+from infersweep.faults.errors import InfersweepError
+from infersweep.report.browser import (
+    BrowserError,
+    BrowserUnavailable,
+    png_info,
+    render_page,
+    unavailable_reason,
+)
 from infersweep.report.html import render_report
 from infersweep.report.sample import sample_points
 from infersweep.report.service import build_report
 
 from .seed import seed, store_engine
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.skipif(find_chromium() is None, reason="Chromium not installed (apt-get install chromium)"),
-]
+REASON = unavailable_reason()
+needs_browser = pytest.mark.skipif(REASON is not None, reason=f"cannot render in a browser here: {REASON}")
+pytestmark = pytest.mark.integration
 
 
 def _assert_rendered(result, *, charts: int) -> None:
@@ -30,6 +37,7 @@ def _assert_rendered(result, *, charts: int) -> None:
         assert chart["frontier"][0]["n"] >= 2
 
 
+@needs_browser
 def test_fixture_report_renders_frontier_without_console_errors(tmp_path):
     page = tmp_path / "report.html"
     page.write_text(render_report(sample_points(seq_lens=((1024, 1024),)), title="fixture run"))
@@ -38,6 +46,7 @@ def test_fixture_report_renders_frontier_without_console_errors(tmp_path):
     (tmp_path / "shot.png").write_bytes(result.png)
 
 
+@needs_browser
 def test_report_through_sqlite_store_renders(tmp_path, sqlite_url):
     seed(store_engine(sqlite_url), sample_points(seq_lens=((8192, 1024),)))
     out = build_report(tmp_path / "db.html", db_url=sqlite_url)
@@ -45,9 +54,43 @@ def test_report_through_sqlite_store_renders(tmp_path, sqlite_url):
     _assert_rendered(result, charts=2)
 
 
+@needs_browser
 def test_a_broken_page_is_caught(tmp_path):
     page = tmp_path / "broken.html"
     page.write_text(render_report(sample_points(seq_lens=((1024, 1024),)), plotly_js="missing-plotly.js"))
     result = render_page(page, width=800, height=600, timeout=20)
     assert any("Plotly is not defined" in e for e in result.console_errors), result.console_errors
     assert not result.plots_ready
+
+
+@needs_browser
+def test_a_missing_clip_element_is_a_clear_error(tmp_path):
+    page = tmp_path / "plain.html"
+    page.write_text("<html><body><p>no charts</p></body></html>")
+    with pytest.raises(BrowserError, match="no element matches '#chart-0-intvty'"):
+        render_page(page, clip_selector="#chart-0-intvty", timeout=10)
+
+
+@needs_browser
+def test_a_page_stuck_in_a_script_times_out(tmp_path):
+    page = tmp_path / "hang.html"
+    page.write_text("<html><body><script>while (true) {}</script></body></html>")
+    with pytest.raises(BrowserError, match="did not finish loading in 3 s"):
+        render_page(page, timeout=3)
+
+
+@needs_browser
+def test_a_binary_that_is_not_chromium_is_a_clear_error(tmp_path):
+    page = tmp_path / "plain.html"
+    page.write_text("<p>hi</p>")
+    with pytest.raises(BrowserError, match=r"chromium \(/bin/false\) did not start"):
+        render_page(page, chromium="/bin/false", timeout=10)
+
+
+def test_no_chromium_is_browser_unavailable(tmp_path, monkeypatch):
+    monkeypatch.setenv("INFERSWEEP_CHROMIUM", str(tmp_path / "no-such-chromium"))
+    assert "no Chromium found" in (unavailable_reason() or "")
+    with pytest.raises(BrowserUnavailable, match="apt-get install chromium") as info:
+        render_page(tmp_path / "report.html")
+    assert isinstance(info.value, InfersweepError)
+    assert (info.value.kind, info.value.transient) == ("browser_unavailable", False)

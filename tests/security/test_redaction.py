@@ -25,7 +25,7 @@ def _forget_remembered(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_token_from_an_airflow_connection_is_masked_once_resolved(monkeypatch: pytest.MonkeyPatch) -> None:
-    from infersweep.engines.credentials import resolve_hf_token
+    from infersweep.artifacts.credentials import resolve_hf_token
 
     monkeypatch.setenv("AIRFLOW_CONN_HF_X", json.dumps({"conn_type": "generic", "password": TOKEN}))
     assert TOKEN in secret_values()  # the connection's password is known from its env var already
@@ -181,7 +181,7 @@ def test_db_urls_are_masked_in_messages() -> None:
 )
 def test_docker_client_tls_settings(url: str, env: dict[str, str], tls: bool, tmp_path: Path,
                                     caplog: pytest.LogCaptureFixture) -> None:
-    from infersweep.engines import credentials
+    from infersweep.artifacts import credentials
 
     for name in ("ca.pem", "cert.pem", "key.pem"):
         (tmp_path / name).write_text("x")

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
-
+from infersweep.bench.point import PointResult
 from infersweep.plan.models import ServeGroup
 from infersweep.recipes.model import Recipe
 
@@ -22,12 +21,11 @@ def recipe(image: str = "vllm/vllm-openai:v0.11.0", tp: int = 1) -> Recipe:
                   gpus=tp)
 
 
-def point(conc: int, tput: float = 1000.0) -> dict[str, Any]:
-    """A bench-client-like result: vLLM metric names, plus the raw client JSON."""
+def point(conc: int, tput: float = 1000.0) -> PointResult:
+    """A bench-client-like point: vLLM metric names, plus the raw client JSON."""
     metrics = {
         "total_token_throughput": tput * 2, "output_throughput": tput, "median_ttft_ms": 50.0 + conc,
         "p99_ttft_ms": 90.0 + conc, "median_tpot_ms": 10.0, "p99_tpot_ms": 20.0, "median_e2el_ms": 1000.0,
         "p99_e2el_ms": 1500.0, "completed": conc * 10, "failed": 0,
     }
-    return {"metrics": metrics, "raw": {"max_concurrency": conc, "num_prompts": conc * 10, **metrics},
-            "client_bound": False}
+    return PointResult(status="ok", metrics=metrics, raw={"max_concurrency": conc, "num_prompts": conc * 10, **metrics})

@@ -8,10 +8,10 @@ import socket
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from infersweep.airflow.settings import AirflowSettings
+from infersweep.fsnames import safe_filename
 from infersweep.store.api import ResultStore, trigger_kind
 
 log = logging.getLogger(__name__)
@@ -45,12 +45,8 @@ class RunContext:
 def open_store(rc: RunContext, settings: AirflowSettings | None = None) -> ResultStore:
     """The run's result store; the spool lives in the work dir so a crash never loses a result."""
     settings = settings or AirflowSettings.from_env()
-    spool = settings.work_dir / "spool" / f"{_safe(rc.dag_id)}__{_safe(rc.run_id)}.jsonl"
+    spool = settings.work_dir / "spool" / f"{safe_filename(rc.dag_id)}__{safe_filename(rc.run_id)}.jsonl"
     return ResultStore(dag_id=rc.dag_id, run_id=rc.run_id, spool_path=spool)
-
-
-def _safe(text: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)[:120]
 
 
 @contextlib.contextmanager
@@ -85,8 +81,3 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
         s.bind((host, 0))
         return int(s.getsockname()[1])
-
-
-def sim_tokenizer_dir() -> Path:
-    """The small HF tokenizer shipped for the simulator: the sim and the client share it, so lengths are exact."""
-    return Path(__file__).resolve().parents[1] / "engines" / "sim" / "tokenizer_data"

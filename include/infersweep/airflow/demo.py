@@ -68,7 +68,7 @@ def _child() -> int:
     """Inside the prepared environment: dag.test() every sweep DAG, then print the summary."""
     from airflow.dag_processing.dagbag import DagBag
 
-    from infersweep.airflow import runtime
+    from infersweep.airflow import steps
     from infersweep.airflow.report_dag import REPORT_DAG_ID
 
     conf = json.loads(os.environ.get("INFERSWEEP_DEMO_CONF", "{}"))
@@ -88,7 +88,7 @@ def _child() -> int:
         state = str(dr.state)
         print(f"demo: {dag_id} {dr.run_id}: {state}")
         failed += state != "success"
-    print(runtime.demo_summary(run_ids))
+    print(steps.demo_summary(run_ids))
     return 1 if failed else 0
 
 

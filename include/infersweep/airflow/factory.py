@@ -22,6 +22,7 @@ from infersweep.airflow.bootstrap import pool_name
 from infersweep.airflow.dagspec import DagSpec, dag_specs
 from infersweep.airflow.params import build_params
 from infersweep.airflow.parse_cache import load_dag_specs
+from infersweep.airflow.payloads import WorkItem
 from infersweep.airflow.retry import FailureClassRetryPolicy
 from infersweep.airflow.settings import AirflowSettings
 from infersweep.config.sweep import Sweep
@@ -42,7 +43,7 @@ def build_sweep_dag(spec: DagSpec, settings: AirflowSettings) -> DAG:
         # A chain's later tasks outrank its serve: with more groups than nodes, the groups holding a node
         # (warmup → benchmark → eval → stop) must not queue behind serves that will only reschedule. Airflow's
         # default ("downstream") gives serve the highest weight of the chain, which starved the holders in the
-        # soak (bench/soak.py).
+        # soak (perf/soak.py).
         "weight_rule": "upstream",
     }
     with DAG(
@@ -58,7 +59,7 @@ def build_sweep_dag(spec: DagSpec, settings: AirflowSettings) -> DAG:
     ) as dag:
 
         @task_group(group_id="serve_group")
-        def serve_group(work: dict[str, Any]) -> None:
+        def serve_group(work: WorkItem) -> None:
             fetched = tasks.download(work)
             served = tasks.serve.override(**node_kwargs)(work)
             warmed = tasks.warmup.override(**node_kwargs)(served)

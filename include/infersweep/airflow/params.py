@@ -115,7 +115,7 @@ def advanced_conf(params: dict[str, Any]) -> AdvancedConf:
     import difflib
 
     from infersweep.config.schema_errors import describe
-    from infersweep.faults.classify import ClassifiedError
+    from infersweep.faults.errors import ClassifiedError
 
     known = sorted({*_form_keys(), *AdvancedConf.model_fields})
     problems = []

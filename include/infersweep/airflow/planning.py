@@ -1,6 +1,6 @@
 """The `plan` task: config + trigger params + the store's finished work → the serve groups to run.
 
-Everything a chain needs is decided here, once, and handed to the mapped tasks as plain JSON (recipe,
+Everything a chain needs is decided here, once, and handed to the mapped tasks as `WorkItem`s (recipe,
 nodes, client settings), so later tasks never re-read the config and a retry sees the same plan.
 """
 
@@ -12,9 +12,10 @@ from typing import Any
 
 from infersweep.airflow.context import RunContext, open_store
 from infersweep.airflow.params import advanced_conf
+from infersweep.airflow.payloads import EvalPlan, WorkItem
 from infersweep.airflow.settings import AirflowSettings
 from infersweep.config.sweep import Sweep, load_sweep
-from infersweep.faults.classify import ClassifiedError
+from infersweep.faults.errors import ClassifiedError
 from infersweep.plan.groups import group_jobs
 from infersweep.plan.models import AGENTIC, AgenticJob, ServeGroup
 from infersweep.plan.planner import Expansion, PlanFilters, expand
@@ -81,7 +82,7 @@ def select_groups(sweep: Sweep, config_key: str, params: dict[str, Any],
     return groups
 
 
-def plan_run(config_key: str, rc: RunContext) -> list[dict[str, Any]]:
+def plan_run(config_key: str, rc: RunContext) -> list[WorkItem]:
     """Record the run and its groups; return one work item per group that still has something to do."""
     settings = AirflowSettings.from_env()
     sweep = load_sweep(list(settings.config_paths))
@@ -109,7 +110,7 @@ def plan_run(config_key: str, rc: RunContext) -> list[dict[str, Any]]:
     bench = sweep.settings_for(config_key).bench
     sim = sweep.settings_for(config_key).sim
     eval_settings = sweep.eval_for(config_key)
-    work: list[dict[str, Any]] = []
+    work: list[WorkItem] = []
     table: list[str] = []
     for group in select_groups(sweep, config_key, params, expansion):
         group = group.model_copy(update={"image": image, "model": extra.model or group.model})
@@ -133,24 +134,14 @@ def plan_run(config_key: str, rc: RunContext) -> list[dict[str, Any]]:
             table.append(f"{line}  DONE (reused {sorted(reuse.done_concs)})")
             continue
         table.append(f"{line}  RUN {reuse.pending_concs} eval {reuse.pending_eval_concs} [{verdict.verdict}]")
-        work.append({
-            "group": group.model_dump(mode="json"),
-            "recipe": recipe.to_json(),
-            "fingerprint": recipe.fingerprint(),
-            "engine": engine_name,
-            "image": image,
-            "nodes": [n.model_dump(mode="json", by_alias=True) for n in nodes],
-            "concs": reuse.pending_concs,
-            "eval_concs": reuse.pending_eval_concs,
-            "bench": bench.model_dump(mode="json"),
-            "eval": {
-                "task": eval_settings.task,
-                "limit": extra.eval_limit or eval_settings.limit,
-                "threshold": eval_settings.threshold_for(group.model_prefix),
-                "data_dir": getattr(eval_settings, "data_dir", None),
-            },
-            "sim": {**sim.model_dump(mode="json"), "time_scale": extra.sim_time_scale or sim.time_scale},
-        })
+        work.append(WorkItem(
+            group=group, recipe=recipe, fingerprint=recipe.fingerprint(), engine=engine_name, image=image,
+            nodes=tuple(nodes), concs=tuple(reuse.pending_concs), eval_concs=tuple(reuse.pending_eval_concs),
+            bench=bench,
+            eval=EvalPlan(task=eval_settings.task, limit=extra.eval_limit or eval_settings.limit,
+                          threshold=eval_settings.threshold_for(group.model_prefix), data_dir=eval_settings.data_dir),
+            sim=sim.model_copy(update={"time_scale": extra.sim_time_scale or sim.time_scale}),
+        ))
     log.info("plan for %s (%s, image %s, engine %s):\n  %s", config_key, rc.run_id, image, engine_name,
              "\n  ".join(table) or "(no serve groups match the params)")
     if params.get("dry_run"):

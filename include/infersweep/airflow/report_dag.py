@@ -7,29 +7,28 @@ view shows red where performance dropped.
 
 from __future__ import annotations
 
-from typing import Any
-
 from airflow.sdk import DAG, get_current_context, task
 
-from infersweep.airflow import runtime
+from infersweep.airflow import steps
 from infersweep.airflow.assets import RESULTS_ASSET
 from infersweep.airflow.factory import START_DATE
+from infersweep.airflow.payloads import GateOutcome, SweepRunRef
 
 REPORT_DAG_ID = "infersweep_report"
 
 
 @task
-def report_and_gate() -> dict[str, Any]:
+def report_and_gate() -> GateOutcome:
     """Build the report for each triggering sweep run and gate it against the previous image."""
     ctx = get_current_context()
     events = ctx.get("triggering_asset_events") or {}
-    runs: list[dict[str, Any]] = []
+    runs: list[SweepRunRef] = []
     for asset_events in events.values():
         for event in asset_events:
             extra = dict(getattr(event, "extra", {}) or {})
-            if extra.get("run_id"):
-                runs.append(extra)
-    return runtime.report_and_gate(runs)
+            if extra.get("run_id") and extra.get("dag_id"):
+                runs.append(SweepRunRef(dag_id=str(extra["dag_id"]), run_id=str(extra["run_id"])))
+    return steps.report_and_gate(runs)
 
 
 def build_report_dag() -> DAG:

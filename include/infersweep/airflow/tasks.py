@@ -1,7 +1,8 @@
-"""TaskFlow tasks of a sweep DAG. Each is a thin shell around `infersweep.airflow.runtime`.
+"""TaskFlow tasks of a sweep DAG: each one pulls the run's identity from the Airflow context and calls its
+step (`infersweep.airflow.steps`, `infersweep.airflow.planning`).
 
-The bodies hold no logic beyond pulling identity out of the Airflow context, so everything that matters
-is testable without Airflow (tests/airflow/test_runtime.py) and the DAG file stays cheap to parse.
+The bodies hold no logic, so every step is testable without Airflow (tests/airflow/test_steps.py) and
+the DAG file stays cheap to parse. Tasks exchange `airflow.payloads` models, validated once at the edge.
 """
 
 from __future__ import annotations
@@ -10,18 +11,21 @@ from typing import Any
 
 from airflow.sdk import TriggerRule, get_current_context, setup, task, teardown
 
-from infersweep.airflow import runtime
+from infersweep.airflow import steps
 from infersweep.airflow.assets import RESULTS_ASSET
+from infersweep.airflow.context import RunContext
 from infersweep.airflow.params import param_values
+from infersweep.airflow.payloads import DownloadReport, RunOutcome, ServedGroup, StepOutcome, WorkItem
+from infersweep.airflow.planning import plan_run
 
 
-def run_context() -> runtime.RunContext:
+def run_context() -> RunContext:
     """Identity of the current task try, from the Airflow context."""
     ctx = get_current_context()
     dag_run = ctx["dag_run"]
     ti = ctx["ti"]
     logical = ctx.get("logical_date")
-    return runtime.RunContext(
+    return RunContext(
         dag_id=dag_run.dag_id,
         run_id=dag_run.run_id,
         run_type=str(getattr(dag_run, "run_type", "manual")),
@@ -35,44 +39,44 @@ def run_context() -> runtime.RunContext:
 
 
 @task
-def plan(config_key: str) -> list[dict[str, Any]]:
+def plan(config_key: str) -> list[WorkItem]:
     """Plan the serve groups for this run (config + params + reuse), record the run; one item per group."""
-    return runtime.plan_run(config_key, run_context())
+    return plan_run(config_key, run_context())
 
 
 @task
-def download(work: dict[str, Any]) -> dict[str, Any]:
+def download(work: WorkItem) -> DownloadReport:
     """Fetch weights (and the drafter) once per cache domain; skipped for local paths and the sim."""
-    return runtime.download(work, run_context())
+    return steps.download(WorkItem.model_validate(work), run_context())
 
 
 @setup
-def serve(work: dict[str, Any]) -> dict[str, Any]:
+def serve(work: WorkItem) -> ServedGroup:
     """Acquire a node lease (rescheduling while none is free), start the server and wait until ready."""
-    return runtime.serve(work, run_context())
+    return steps.serve(WorkItem.model_validate(work), run_context())
 
 
 @task
-def warmup(served: dict[str, Any]) -> dict[str, Any]:
+def warmup(served: ServedGroup) -> StepOutcome:
     """Untimed warm-up requests with distinct prompts."""
-    return runtime.warmup(served, run_context())
+    return steps.warmup(ServedGroup.model_validate(served), run_context())
 
 
 @task
-def benchmark(served: dict[str, Any]) -> dict[str, Any]:
+def benchmark(served: ServedGroup) -> StepOutcome:
     """Every concurrency of the group, ascending, on this one server; resumes at the first unfinished point."""
-    return runtime.benchmark(served, run_context())
+    return steps.benchmark(ServedGroup.model_validate(served), run_context())
 
 
 @task
-def evaluate(served: dict[str, Any]) -> dict[str, Any]:
+def evaluate(served: ServedGroup) -> StepOutcome:
     """gsm8k at the group's eval concurrencies, on the same server."""
-    return runtime.evaluate(served, run_context())
+    return steps.evaluate(ServedGroup.model_validate(served), run_context())
 
 
-def stop(served: dict[str, Any]) -> dict[str, Any]:
+def stop(served: ServedGroup) -> StepOutcome:
     """Stop the server, keep its log, release the lease and flush the spool. Always runs."""
-    return runtime.teardown(served, run_context())
+    return steps.teardown(ServedGroup.model_validate(served), run_context())
 
 
 def stop_task() -> Any:
@@ -82,9 +86,9 @@ def stop_task() -> Any:
 
 
 @task(trigger_rule=TriggerRule.ALL_DONE, outlets=[RESULTS_ASSET])
-def finalize(config_key: str) -> dict[str, Any]:
+def finalize(config_key: str) -> RunOutcome:
     """Summarise the run (points green/total, failures by class) and emit the results asset."""
     rc = run_context()
-    summary = runtime.finalize_run(config_key, rc)
+    outcome = steps.finalize_run(config_key, rc)
     get_current_context()["outlet_events"][RESULTS_ASSET].extra = {"dag_id": rc.dag_id, "run_id": rc.run_id}
-    return summary
+    return outcome

@@ -11,9 +11,10 @@ from infersweep.bench.load import arrival_offsets
 from infersweep.bench.result import build_result
 from infersweep.bench.runner import RunOutput, run_shard
 from infersweep.bench.tokenizer import load_tokenizer
+from infersweep.faults.errors import InfersweepError
 
 
-class BenchPointFailed(RuntimeError):
+class BenchPointFailed(InfersweepError, RuntimeError):
     """A point failed its acceptance rules (failed requests, length violations); ``result`` is attached."""
 
     def __init__(self, result: dict[str, Any]) -> None:

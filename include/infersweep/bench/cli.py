@@ -50,7 +50,7 @@ TELEMETRY_SOURCES = ("none", "sim", "nvidia-smi")
 
 def _telemetry_sampler(kind: str, base_url: str, interval_s: float) -> Any:
     """A started sampler for `--gpu-telemetry`, or None for `none`."""
-    from infersweep.engines.telemetry import NvidiaSmiSource, SimMetricsSource, TelemetrySampler
+    from infersweep.telemetry.gpu import NvidiaSmiSource, SimMetricsSource, TelemetrySampler
 
     if kind == "none":
         return None
@@ -62,7 +62,7 @@ def _attach_telemetry(sampler: Any, result: dict, path: Path, gpus: int) -> Path
     """Energy (InferenceX's integration) into the result; the window's readings to `<stem>_gpu_metrics.csv`."""
     import dataclasses
 
-    from infersweep.engines.gpu_metrics import gpu_metrics_path, measure_point, write_gpu_metrics_csv
+    from infersweep.telemetry.gpu_metrics import gpu_metrics_path, measure_point, write_gpu_metrics_csv
 
     point = measure_point(sampler, result, expected_gpus=gpus)
     result["infersweep"]["energy"] = dataclasses.asdict(point.energy)
@@ -171,7 +171,7 @@ def register(app: typer.Typer) -> None:
         meta = _parse_metadata(metadata)
         if gpu_telemetry not in TELEMETRY_SOURCES:
             raise typer.BadParameter(f"--gpu-telemetry: {gpu_telemetry!r} is not one of {', '.join(TELEMETRY_SOURCES)}")
-        from infersweep.engines.telemetry import MAX_SAMPLE_GAP_S
+        from infersweep.telemetry.gpu import MAX_SAMPLE_GAP_S
 
         if telemetry_interval_s >= MAX_SAMPLE_GAP_S:
             raise typer.BadParameter(f"--telemetry-interval-s: {telemetry_interval_s:g} s leaves gaps of at least "

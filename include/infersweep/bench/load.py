@@ -48,7 +48,7 @@ class StallWatchdog:
     """Cancels requests whose stream has been silent (no token event) for ``stall_s``.
 
     One periodic scan over the in-flight requests instead of aiohttp's ``sock_read`` timeout, which
-    re-arms a loop timer on every socket read and cost ~2 µs per event in bench/client_capacity.py."""
+    re-arms a loop timer on every socket read and cost ~2 µs per event in perf/client_capacity.py."""
 
     def __init__(self, recs: Sequence[RequestRecord], stall_s: float) -> None:
         self.recs = recs

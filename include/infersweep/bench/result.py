@@ -101,7 +101,7 @@ def build_result(
     tpots = [t for t in (request_tpot(r) for r in recs) if t is not None]
     tpot_stats = {k: v for k, v in stats.items() if "_tpot_" in k}
     # The client's own request path (t_sent → bytes written) is inside vLLM-defined TTFT/E2EL; report it,
-    # and TTFT measured from the write, so its share is visible (bench/client_timing_truth.py).
+    # and TTFT measured from the write, so its share is visible (perf/client_timing_truth.py).
     written = [r for r in recs if r.success and r.t_written]
     send_path = stats_ms([r.t_written - r.t_sent for r in written], "request_path")
     ttft_write = stats_ms([r.read_times[0] - r.t_written for r in written], "ttft_from_write")

@@ -10,9 +10,14 @@ from typing import Any
 
 from tokenizers import Tokenizer
 
+from infersweep.faults.errors import InfersweepError
 
-class TokenizerError(ValueError):
+
+class TokenizerError(InfersweepError, ValueError):
     """The tokenizer directory or repo cannot be used; the message names the path and the fix."""
+
+    kind = "config_error"
+    transient = False
 
 
 @dataclass(frozen=True)

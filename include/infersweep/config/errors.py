@@ -10,6 +10,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from infersweep.faults.errors import InfersweepError
+
 PathPart = str | int
 
 
@@ -55,15 +57,15 @@ class ConfigIssue:
         return (self.file, self.line or 0, self.field_path)
 
 
-class ConfigError(ValueError):
+class ConfigError(InfersweepError, ValueError):
     """Bad configuration: every issue found, in file/line order.
 
     `failure_kind` lets `infersweep.faults.classify` fail an Airflow task on it at once: retrying cannot
     fix a config file, and a retry of the plan task would only repeat the same message.
     """
 
-    failure_kind = "config_error"
-    failure_transient = False
+    kind = "config_error"
+    transient = False
 
     def __init__(self, issues: Iterable[ConfigIssue]) -> None:
         self.issues: list[ConfigIssue] = sorted(issues, key=ConfigIssue.sort_key)

@@ -36,6 +36,7 @@ from pydantic import (
 from pydantic import model_validator as _model_validator
 
 from infersweep.config.errors import PathPart
+from infersweep.faults.errors import InfersweepError
 
 PositiveInt = Annotated[StrictInt, Field(gt=0)]
 SpecDecoding = Literal["none", "mtp", "draft_model"]
@@ -60,8 +61,11 @@ def _f(default: Any = ..., *, effect: Effect, alias: str | None = None, **kw: An
     return Field(default, alias=alias, json_schema_extra={"effect": effect}, **kw)
 
 
-class FieldProblem(ValueError):
+class FieldProblem(InfersweepError, ValueError):
     """A validator failure that also says what would be accepted (shown as `allowed:`)."""
+
+    kind = "config_error"
+    transient = False
 
     def __init__(self, message: str, allowed: str | None = None) -> None:
         super().__init__(message)

@@ -133,30 +133,22 @@ class Sweep:
     """Everything a sweep needs, validated: entries by config key, inventory, quirks and settings.
 
     With several sweep files loaded, each config key keeps the settings of the file that brought it in
-    (`settings_for(key)`); the top-level `eval`, `engine`, … are those of the first sweep file.
+    (`settings_for(key)`); `default` holds those of the first sweep file (defaults for master files only).
     """
 
-    name: str
+    default: SweepSettings = field(default_factory=lambda: SweepSettings(name="sweep"))
     entries: dict[str, MasterEntry] = field(default_factory=dict)
     sources: dict[str, tuple[str, int]] = field(default_factory=dict)
     inventory: dict[str, list[Node]] = field(default_factory=dict)
     quirks: dict[str, ModelQuirks] = field(default_factory=dict)
-    eval: EvalSettings = field(default_factory=EvalSettings)
-    bench: BenchSettings = field(default_factory=BenchSettings)
-    engine: Engine = DEFAULT_ENGINE
-    schedule: str | None = DEFAULT_SCHEDULE
-    image_tag_pattern: str | None = None
-    image_history: dict[date, str] = field(default_factory=dict)
     runners: Runners | None = None
     files: tuple[str, ...] = ()
     warnings: list[ConfigIssue] = field(default_factory=list)
     settings: dict[str, SweepSettings] = field(default_factory=dict)
 
     def settings_for(self, config_key: str) -> SweepSettings:
-        """Settings of the sweep file `config_key` came from."""
-        return self.settings.get(config_key) or SweepSettings(
-            name=self.name, engine=self.engine, schedule=self.schedule, image_tag_pattern=self.image_tag_pattern,
-            image_history=self.image_history, eval=self.eval, bench=self.bench)
+        """Settings of the sweep file `config_key` came from (`default` for keys from master files)."""
+        return self.settings.get(config_key) or self.default
 
     def eval_for(self, config_key: str) -> EvalSettings:
         """Eval settings that apply to `config_key`."""
@@ -176,11 +168,8 @@ class Sweep:
 
     def image_for(self, day: date, config_key: str | None = None) -> str | None:
         """The image for a logical date (of `config_key`'s sweep file): recorded, else the pattern, else None."""
-        if config_key is not None:
-            return self.settings_for(config_key).image_for(day)
-        if day in self.image_history:
-            return self.image_history[day]
-        return render_image(self.image_tag_pattern, day) if self.image_tag_pattern else None
+        settings = self.settings_for(config_key) if config_key is not None else self.default
+        return settings.image_for(day)
 
     def runner_labels(self) -> set[str]:
         """Labels entries may use: runners.yaml labels plus inventory labels."""
@@ -198,11 +187,6 @@ def load_sweep(paths: Sequence[str | Path], *, runners: Path | str | None = None
     for path in paths:
         loader.add_path(Path(path))
     return loader.finish()
-
-
-def load_sweeps(paths: Sequence[str | Path], *, runners: Path | str | None = None) -> list[Sweep]:
-    """One Sweep per sweep file (or master file) found under `paths`, e.g. one DAG set per sweep file."""
-    return [load_sweep([p], runners=runners) for p in discover(paths)]
 
 
 def discover(paths: Sequence[str | Path]) -> list[Path]:
@@ -229,7 +213,7 @@ def _is_sweep_file(path: Path) -> bool:
 class _SweepLoader:
     def __init__(self, runners: Path | None) -> None:
         self.issues = IssueCollector()
-        self.sweep = Sweep(name="sweep")  # renamed in finish(); filled in place while reading
+        self.sweep = Sweep()  # settings set in finish(); filled in place while reading
         self.primary: SweepSettings | None = None
         self.current: SweepSettings | None = None  # settings of the sweep file being read; None for masters
         self.entry_lines: dict[str, tuple[YamlDoc, tuple[PathPart, ...]]] = {}
@@ -511,11 +495,10 @@ class _SweepLoader:
     # -- result ---------------------------------------------------------------------------------------
     def finish(self) -> Sweep:
         sweep = self.sweep
-        sweep.name = Path(self.files[0]).stem if self.files else "sweep"
         if self.primary is not None:
-            p = self.primary
-            sweep.name, sweep.engine, sweep.schedule, sweep.eval, sweep.bench = p.name, p.engine, p.schedule, p.eval, p.bench
-            sweep.image_tag_pattern, sweep.image_history = p.image_tag_pattern, dict(p.image_history)
+            sweep.default = self.primary
+        else:  # no valid sweep file (master files only): default settings
+            sweep.default = SweepSettings(name=Path(self.files[0]).stem if self.files else "sweep")
         sweep.runners = _merge_runners(self.runner_files)
         sweep.files = tuple(dict.fromkeys(self.files))
         known = sweep.runner_labels()
@@ -604,4 +587,4 @@ def _display(path: Path) -> str:
         return str(resolved)
 
 
-__all__ = ["FieldProblem", "MasterRef", "Sweep", "SweepFile", "discover", "load_sweep", "load_sweeps"]
+__all__ = ["FieldProblem", "MasterRef", "Sweep", "SweepFile", "discover", "load_sweep"]

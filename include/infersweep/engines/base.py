@@ -10,10 +10,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from infersweep.config.inventory import Node
+from infersweep.faults.errors import InfersweepError
 from infersweep.recipes.model import Recipe
 
 
-class EngineError(RuntimeError):
+class EngineError(InfersweepError, RuntimeError):
     """A server failed to start, died, or could not be reached. `log_tail` quotes its last lines."""
 
     def __init__(self, message: str, *, log_tail: str = "") -> None:
@@ -50,6 +51,10 @@ class Engine(abc.ABC):
 
         Defaults to the recipe's ready timeout. Records `/version` (and the image digest) on the handle.
         """
+
+    @abc.abstractmethod
+    def is_alive(self, handle: ServerHandle) -> bool:
+        """Whether the server's process or container is still running (not whether it answers HTTP)."""
 
     @abc.abstractmethod
     def logs(self, handle: ServerHandle, tail: int | None = None) -> str:

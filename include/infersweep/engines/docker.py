@@ -18,10 +18,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from infersweep.artifacts.credentials import docker_client_kwargs, resolve_hf_token
 from infersweep.config.inventory import Node
 from infersweep.engines import readiness
 from infersweep.engines.base import Engine, EngineError, ServerHandle
-from infersweep.engines.credentials import docker_client_kwargs, resolve_hf_token
 from infersweep.engines.readiness import tail_lines
 from infersweep.recipes.model import Recipe
 from infersweep.store.logs import redact
@@ -53,14 +53,14 @@ class GpuRuntimeUnavailableError(EngineError):
     so `infersweep.faults.classify` recognises it as "node misconfigured"; retrying cannot help.
     """
 
-    kind = failure_kind = "node_misconfigured"
+    kind = "node_misconfigured"
     transient = False
 
 
 class ImageUnavailableError(EngineError):
     """The image is not on the node and could not be pulled."""
 
-    kind = failure_kind = "image_not_found"
+    kind = "image_not_found"
     transient = False
 
 
@@ -360,19 +360,18 @@ class DockerEngine(Engine):
         tracked = self._tracked.get(handle.id)
         timeout = deadline_s if deadline_s is not None else (
             tracked.recipe.ready_timeout_s if tracked and tracked.recipe else 3600.0)
-        client = self._client_for(handle)
-
-        def alive() -> bool:
-            return _container_status(client, handle.id) in {"created", "running", "restarting"}
-
         info = readiness.wait_ready(
-            handle.base_url, deadline_s=timeout, is_alive=alive, logs=lambda n: self.logs(handle, tail=n),
+            handle.base_url, deadline_s=timeout, is_alive=lambda: self.is_alive(handle), logs=lambda n: self.logs(handle, tail=n),
             what=f"container {handle.extra.get('container_name', handle.id[:12])}",
         )
         handle.engine_version = info.version
         handle.extra["version_info"] = info.version_info
         handle.extra["served_models"] = info.models
         handle.extra["ready_after_s"] = round(info.waited_s, 3)
+
+    def is_alive(self, handle: ServerHandle) -> bool:
+        """The container exists and is created, running or restarting (a removed one is dead)."""
+        return _container_status(self._client_for(handle), handle.id) in {"created", "running", "restarting"}
 
     def logs(self, handle: ServerHandle, tail: int | None = None) -> str:
         """Container stdout+stderr; after `stop` the collected copy (also written to `handle.log_path`)."""

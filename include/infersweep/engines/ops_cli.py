@@ -33,7 +33,7 @@ def download(
     refresh: Annotated[bool, typer.Option(help="ask the hub even when the cache already verifies")] = False,
 ) -> None:
     """Download MODEL into the node's HF cache once per cache domain, then verify it offline."""
-    from infersweep.engines.download import DownloadError, download_model
+    from infersweep.artifacts.download import DownloadError, download_model
 
     try:
         result = download_model(model, revision=revision, hf_home=hf_home, cache_domain=cache_domain,
@@ -52,7 +52,7 @@ def verify(
     hf_home: Annotated[str | None, typer.Option("--hf-home")] = None,
 ) -> None:
     """Check the cache is complete for serving with HF_HUB_OFFLINE=1 (exit 1 when it is not)."""
-    from infersweep.engines.download import IncompleteDownloadError, verify_offline
+    from infersweep.artifacts.download import IncompleteDownloadError, verify_offline
 
     try:
         result = verify_offline(model, revision=revision, hf_home=hf_home)
@@ -94,7 +94,7 @@ def gpu_sample(
     sim_url: Annotated[str | None, typer.Option(help="read a simulated engine's /metrics instead")] = None,
 ) -> None:
     """Read the GPUs once (host nvidia-smi, a container's, or the simulator's model) and print the samples."""
-    from infersweep.engines.telemetry import (
+    from infersweep.telemetry.gpu import (
         NvidiaSmiSource,
         SimMetricsSource,
         TelemetrySampler,

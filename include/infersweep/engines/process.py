@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -21,6 +20,7 @@ import psutil
 from infersweep.config.inventory import Node
 from infersweep.engines.base import Engine, EngineError, ServerHandle
 from infersweep.engines.readiness import ReadyInfo, tail_lines, wait_ready
+from infersweep.fsnames import safe_filename
 from infersweep.recipes.model import Recipe
 
 #: Seconds to wait for the group to vanish after SIGKILL before reporting a leak.
@@ -66,10 +66,6 @@ def vllm_executable() -> str:
     return os.environ.get("INFERSWEEP_VLLM_BIN") or "vllm"
 
 
-def _safe(s: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", s)[:80]
-
-
 class ProcessEngine(Engine):
     """Start any recipe argv as a local process group; vLLM on a workstation is the main user."""
 
@@ -103,7 +99,8 @@ class ProcessEngine(Engine):
         argv = self.command(recipe, node)
         self.log_dir.mkdir(parents=True, exist_ok=True)
         stamp = time.strftime("%Y%m%dT%H%M%S")
-        log_path = self.log_dir / f"{self.name}-{_safe(recipe.serve_group or 'server')}-{recipe.port}-{stamp}-{os.getpid()}.log"
+        group_name = safe_filename(recipe.serve_group or "server", max_len=80, ascii_only=True, squeeze=True)
+        log_path = self.log_dir / f"{self.name}-{group_name}-{recipe.port}-{stamp}-{os.getpid()}.log"
         env = {**os.environ, **recipe.env}
         tmp_dir = None
         if Path(argv[0]).name == "vllm" and argv[1:2] == ["serve"]:

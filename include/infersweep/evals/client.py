@@ -15,19 +15,23 @@ from typing import Any
 
 import aiohttp
 
+from infersweep.faults.errors import InfersweepError
+
 REQUEST_TIMEOUT_S = 1800.0
 MAX_RETRIES = 5
 TRANSIENT_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 
 
-class EvalRequestError(RuntimeError):
+class EvalRequestError(InfersweepError, RuntimeError):
     """A chat request failed permanently (or exhausted its retries)."""
 
+    kind = "eval_request_failed"
+    transient = False
+
     def __init__(self, message: str, *, status: int | None = None, attempts: int = 1, transient: bool = False) -> None:
-        super().__init__(message)
+        super().__init__(message, transient=transient)
         self.status = status
         self.attempts = attempts
-        self.transient = transient
 
 
 @dataclass(frozen=True)

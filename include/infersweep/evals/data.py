@@ -15,6 +15,8 @@ from typing import Any
 
 import orjson
 
+from infersweep.faults.errors import InfersweepError
+
 DATASET_REPO = "openai/gsm8k"
 DATASET_CONFIG = "main"
 SPLITS = ("train", "test")
@@ -22,7 +24,7 @@ TEST_SIZE = 1319
 HUB_ETAG_TIMEOUT_S = 30.0
 
 
-class Gsm8kDataError(ValueError):
+class Gsm8kDataError(InfersweepError, ValueError):
     """The dataset could not be found or does not have the expected schema."""
 
 

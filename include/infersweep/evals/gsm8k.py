@@ -28,6 +28,7 @@ from infersweep.evals.models import TASK_GSM8K, EvalResult, EvalSample, ScoreSum
 from infersweep.evals.results import finish
 from infersweep.evals.scoring import exact_match, mean, mean_stderr, normalize
 from infersweep.evals.thresholds import Thresholds, load_thresholds
+from infersweep.faults.errors import InfersweepError
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +36,11 @@ DEFAULT_CONCURRENCY = 64  # InferenceX's EVAL_CONCURRENT_REQUESTS fallback
 DEFAULT_CONTEXT_LEN = 16384  # InferenceX's EVAL_MAX_MODEL_LEN fallback
 
 
-class ResponseFileError(ValueError):
+class ResponseFileError(InfersweepError, ValueError):
     """A responses jsonl row is malformed or names a doc outside the test split."""
+
+    kind = "config_error"
+    transient = False
 
 
 def score_sample(doc_id: int, response: str, doc: Gsm8kDoc, **extra: object) -> EvalSample:
@@ -213,7 +217,7 @@ async def collect_samples(
             reply: ChatReply = await client.complete(payload)
         except EvalRequestError as exc:
             raise EvalRequestError(
-                f"gsm8k doc {doc_id}: {exc}", status=exc.status, attempts=exc.attempts, transient=exc.transient
+                f"gsm8k doc {doc_id}: {exc}", status=exc.status, attempts=exc.attempts, transient=bool(exc.transient)
             ) from exc
         return score_sample(
             doc_id,

@@ -33,11 +33,12 @@ from infersweep.evals.models import TASK_GSM8K, EvalResult, EvalSample
 from infersweep.evals.results import finish
 from infersweep.evals.scoring import IGNORE_CASE, REGEXES_TO_IGNORE, normalize
 from infersweep.evals.thresholds import Thresholds, load_thresholds
+from infersweep.faults.errors import InfersweepError
 
 DEFAULT_TIMEOUT_S = 6 * 3600.0
 
 
-class LmEvalError(RuntimeError):
+class LmEvalError(InfersweepError, RuntimeError):
     """lm_eval is missing, failed, or left no usable output."""
 
 

@@ -14,13 +14,18 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from infersweep.faults.errors import InfersweepError
+
 ACCURACY_BELOW_THRESHOLD = "accuracy_below_threshold"
 FALLBACK_THRESHOLD = 0.90
 BUNDLED_THRESHOLDS = Path(__file__).with_name("thresholds.json")
 
 
-class ThresholdConfigError(ValueError):
+class ThresholdConfigError(InfersweepError, ValueError):
     """The thresholds file is missing or malformed."""
+
+    kind = "config_error"
+    transient = False
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,8 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
+from infersweep.faults.errors import InfersweepError
+
 UNKNOWN_KIND = "unknown"
 #: Unknown failures get exactly one retry (the issue's rule): a flake passes, a bug fails fast enough.
 UNKNOWN_MAX_RETRIES = 1
@@ -39,19 +41,6 @@ class FailureClass:
     @property
     def permanent(self) -> bool:
         return not self.transient
-
-
-class ClassifiedError(RuntimeError):
-    """An error whose class the raiser already knows (e.g. `accuracy_below_threshold` from the eval gate).
-
-    A kind that is in the corpus takes the corpus's retry semantics; any other kind keeps its name and is
-    permanent unless `transient=True` is given (the raiser decided deliberately, so no blind retry).
-    """
-
-    def __init__(self, kind: str, message: str, *, transient: bool | None = None) -> None:
-        super().__init__(f"{kind}: {message}")
-        self.failure_kind = kind
-        self.failure_transient = transient
 
 
 class _Example(BaseModel):
@@ -120,6 +109,18 @@ def failure_text(error: BaseException | str) -> str:
     return "\n".join(parts)
 
 
+def _declared(error: InfersweepError, kind: str) -> FailureClass:
+    corpus = {c.kind: c for c in load_corpus().classes}.get(kind)
+    transient = error.transient
+    if transient is None:
+        transient = corpus.transient if corpus is not None else False
+    hint = error.hint or (corpus.hint if corpus is not None else f"raised as {kind!r} by infersweep")
+    max_retries = corpus.max_retries if corpus is not None else None
+    if corpus is None and transient:
+        max_retries = UNKNOWN_MAX_RETRIES  # a kind the corpus has no budget for: one retry, like unknown
+    return FailureClass(kind, transient, hint, str(error)[:500], max_retries)
+
+
 def _window(text: str) -> str:
     if len(text) <= _SCAN_HEAD + _SCAN_TAIL:
         return text
@@ -133,16 +134,14 @@ def _line_at(text: str, pos: int) -> str:
 
 
 def classify(error: BaseException | str | Any) -> FailureClass:
-    """Classify an exception (with its cause chain) or a log text; unknown failures are retried once."""
-    known = getattr(error, "failure_kind", None)
-    if isinstance(known, str) and known:
-        by_kind = {c.kind: c for c in load_corpus().classes}
-        c = by_kind.get(known)
-        if c is not None:
-            return FailureClass(c.kind, c.transient, c.hint, str(error)[:500], c.max_retries)
-        transient = getattr(error, "failure_transient", None)
-        return FailureClass(known, bool(transient), f"raised as {known!r} by infersweep", str(error)[:500],
-                            UNKNOWN_MAX_RETRIES if transient else None)
+    """Classify an exception (with its cause chain) or a log text; unknown failures are retried once.
+
+    Our own errors are read through their protocol (`InfersweepError.kind/transient/hint`): a declared
+    transience always wins, a corpus kind brings the corpus's semantics otherwise. An `InfersweepError`
+    without a kind, and any foreign exception, is classified by its text.
+    """
+    if isinstance(error, InfersweepError) and error.kind:
+        return _declared(error, error.kind)
     text = _window(failure_text(error if isinstance(error, BaseException | str) else str(error)))
     for cls, pattern in _compiled():
         m = pattern.search(text)

@@ -43,6 +43,7 @@ from infersweep.config.master import (
     seq_len_name,
 )
 from infersweep.config.runners import RunnerHardware
+from infersweep.faults.errors import InfersweepError
 from infersweep.plan.groups import server_tuple
 from infersweep.plan.models import AGENTIC, AgenticJob, Job, MultinodeJob
 
@@ -51,8 +52,11 @@ EVAL_SEQ_LEN = SEQ_LENS["8k1k"]
 SeqLenName = Literal["1k1k", "8k1k"]
 
 
-class PlanFilterError(ValueError):
+class PlanFilterError(InfersweepError, ValueError):
     """A filter that cannot apply to the loaded configs (unknown runner label, glob matching nothing)."""
+
+    kind = "config_error"
+    transient = False
 
 
 class PlanFilters(BaseModel):
@@ -86,8 +90,11 @@ class PlanFilters(BaseModel):
         return self
 
 
-class PlanInputError(ValueError):
+class PlanInputError(InfersweepError, ValueError):
     """Config data the planner cannot expand (e.g. a dram-offloading agentic point without runner hardware)."""
+
+    kind = "config_error"
+    transient = False
 
 
 @dataclass

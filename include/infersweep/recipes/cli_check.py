@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from infersweep.config.quirks import ModelQuirks, resolve_quirks
 from infersweep.config.sweep import Sweep
+from infersweep.faults.errors import InfersweepError
 from infersweep.plan.models import ServeGroup
 
 PROBE_SCRIPT = Path(__file__).with_name("vllm_argparse_probe.py")
@@ -151,7 +152,7 @@ class CliCheckReport(_Strict):
         return sum(s.failed for s in self.sources if s.blocking)
 
 
-class ProbeError(RuntimeError):
+class ProbeError(InfersweepError, RuntimeError):
     """The vLLM interpreter could not run the probe (missing, crashed, timed out, bad answer)."""
 
 

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from infersweep.faults.errors import InfersweepError
 
-class RecipeError(ValueError):
+
+class RecipeError(InfersweepError, ValueError):
     """A serve group cannot be turned into a correct recipe; the message names the group and the fix."""
+
+    kind = "config_error"
+    transient = False
 
 
 class UnsupportedFrameworkError(RecipeError):

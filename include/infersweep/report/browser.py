@@ -1,37 +1,39 @@
 """Render a report page in headless Chromium: screenshot, console errors, and DOM/JS checks.
 
-Chromium is driven through the DevTools protocol (a websocket, via aiohttp) rather than the one-shot
-`--screenshot` flag, because the protocol reports uncaught exceptions and console errors precisely and
-lets us wait until plotly has drawn every chart before taking the picture.
+Playwright drives the machine's own Chromium (`executable_path`): no browser is downloaded, and
+`playwright install` is never called. Playwright, not the one-shot `--screenshot` flag, because it reports
+uncaught exceptions and console errors precisely and lets us wait until plotly has drawn every chart
+before taking the picture.
 
-The browser runs in its own process group with a throwaway profile, no network services (sync,
-component updates, background networking off) and a deadline on every step; it is always killed.
+The browser gets a fresh throwaway profile, no network services (sync, component updates, background
+networking, QUIC off) and a deadline on every step; Playwright kills it (its whole process group) on exit.
 """
 
 from __future__ import annotations
 
-import asyncio
-import base64
 import contextlib
-import itertools
 import json
 import os
 import shutil
-import signal
 import struct
-import subprocess
 import tempfile
+import time
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from infersweep.faults.errors import InfersweepError
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Page
 
 CHROMIUM_CANDIDATES = ("/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome")
+#: Extra switches on top of Playwright's own; headless is Playwright's `headless=True`, and the profile
+#: is a fresh `user_data_dir` (Playwright refuses `--user-data-dir` in args).
 CHROMIUM_FLAGS = (
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--disable-default-apps", "--disable-extensions", "--hide-scrollbars", "--mute-audio",
-    "--remote-debugging-address=127.0.0.1", "--remote-debugging-port=0",
 )
 
 #: JS: true once every plotly div has rendered its SVG (plotly adds `.main-svg` when drawing is done).
@@ -50,12 +52,18 @@ FRONTIER_PROBE = """JSON.stringify(Array.from(document.querySelectorAll('.plotly
 })))"""
 
 
-class BrowserUnavailable(RuntimeError):
-    """No Chromium binary on this machine."""
+NO_CHROMIUM = "no Chromium found (apt-get install chromium, or set INFERSWEEP_CHROMIUM)"
 
 
-class BrowserError(RuntimeError):
-    """Chromium did not start, or a DevTools step failed or timed out."""
+class BrowserUnavailable(InfersweepError, RuntimeError):
+    """No Chromium binary on this machine (or the Playwright package is missing)."""
+
+    kind = "browser_unavailable"
+    transient = False
+
+
+class BrowserError(InfersweepError, RuntimeError):
+    """Chromium did not start, or a browser step failed or timed out."""
 
 
 def find_chromium() -> str | None:
@@ -70,6 +78,21 @@ def find_chromium() -> str | None:
     return found
 
 
+def _playwright_missing() -> str | None:
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError as exc:
+        return f"the playwright package is not importable ({exc}); run make install"
+    return None
+
+
+def unavailable_reason() -> str | None:
+    """Why `render_page` cannot run here (no Chromium, no Playwright), or None when it can."""
+    if find_chromium() is None:
+        return NO_CHROMIUM
+    return _playwright_missing()
+
+
 @dataclass
 class RenderResult:
     """What rendering a page produced."""
@@ -80,164 +103,95 @@ class RenderResult:
     probe: Any = None
 
 
-class _CDP:
-    """A minimal DevTools-protocol client: numbered commands, replies matched by id, events collected."""
+class _Deadline:
+    """One budget for starting the browser, loading the page and waiting for the plots (each of those
+    steps gets what is left of it, in milliseconds)."""
 
-    def __init__(self, ws: Any) -> None:
-        self.ws = ws
-        self._ids = itertools.count(1)
-        self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
-        self.events: list[dict[str, Any]] = []
-        self._reader = asyncio.create_task(self._read())
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.end = time.monotonic() + seconds
 
-    async def _read(self) -> None:
-        async for msg in self.ws:
-            data = json.loads(msg.data)
-            fut = self._pending.pop(data.get("id", -1), None)
-            if fut is not None and not fut.done():
-                fut.set_result(data)
-            elif "method" in data:
-                self.events.append(data)
-        for fut in self._pending.values():
-            if not fut.done():
-                fut.set_exception(BrowserError("DevTools connection closed"))
+    def left_ms(self, what: str) -> float:
+        left = self.end - time.monotonic()
+        if left <= 0:
+            raise BrowserError(f"{what}: the {self.seconds:.0f} s rendering deadline passed")
+        return left * 1000.0
 
-    async def call(self, method: str, timeout: float = 30.0, **params: Any) -> dict[str, Any]:
-        msg_id = next(self._ids)
-        fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        self._pending[msg_id] = fut
-        await self.ws.send_str(json.dumps({"id": msg_id, "method": method, "params": params}))
-        try:
-            reply = await asyncio.wait_for(fut, timeout)
-        except TimeoutError:
-            raise BrowserError(f"DevTools {method} timed out after {timeout:.0f} s") from None
-        if "error" in reply:
-            raise BrowserError(f"DevTools {method} failed: {reply['error']}")
-        return dict(reply.get("result", {}))
-
-    async def evaluate(self, expression: str) -> Any:
-        res = await self.call("Runtime.evaluate", expression=expression, returnByValue=True, awaitPromise=True)
-        if "exceptionDetails" in res:
-            raise BrowserError(f"page script failed: {res['exceptionDetails'].get('text')}")
-        return res.get("result", {}).get("value")
-
-    def wait_event(self, method: str) -> bool:
-        return any(e["method"] == method for e in self.events)
-
-    async def close(self) -> None:
-        self._reader.cancel()
-        await self.ws.close()
+    def passed(self) -> bool:
+        return time.monotonic() >= self.end
 
 
-def console_errors(events: list[dict[str, Any]]) -> list[str]:
-    """Uncaught exceptions, console.error calls and error-level log entries, as readable lines."""
-    out = []
-    for e in events:
-        p = e.get("params", {})
-        if e["method"] == "Runtime.exceptionThrown":
-            d = p.get("exceptionDetails", {})
-            desc = d.get("exception", {}).get("description") or d.get("text", "exception")
-            out.append(f"Uncaught: {desc} (line {d.get('lineNumber')})")
-        elif e["method"] == "Runtime.consoleAPICalled" and p.get("type") in {"error", "assert"}:
-            args = " ".join(str(a.get("value", a.get("description", ""))) for a in p.get("args", []))
-            out.append(f"console.{p['type']}: {args}")
-        elif e["method"] == "Log.entryAdded" and p.get("entry", {}).get("level") == "error":
-            entry = p["entry"]
-            out.append(f"log error ({entry.get('source')}): {entry.get('text')} {entry.get('url', '')}".strip())
-    return out
+def _evaluate(page: Page, expression: str, timeout_ms: float) -> Any:
+    """Value of a JS expression, within `timeout_ms`.
+
+    `page.evaluate` has no timeout (a page stuck in a script would hang us), `wait_for_function` has one.
+    Wrapping the value in a JSON string makes it always truthy (so the first poll returns it) and primitive
+    (so reading it back does not touch the page again).
+    """
+    handle = page.wait_for_function(f"JSON.stringify([{expression}])", polling=100, timeout=timeout_ms)
+    return json.loads(handle.json_value())[0]
 
 
-async def _devtools_port(profile: Path, proc: subprocess.Popen[bytes], deadline: float) -> int:
-    port_file = profile / "DevToolsActivePort"
-    loop = asyncio.get_running_loop()
-    while loop.time() < deadline:
-        if proc.poll() is not None:
-            raise BrowserError(f"chromium exited early with code {proc.returncode}")
-        if port_file.exists():
-            first = port_file.read_text().splitlines()[:1]
-            if first and first[0].strip().isdigit():
-                return int(first[0])
-        await asyncio.sleep(0.1)
-    raise BrowserError("chromium did not open its DevTools port in time")
-
-
-async def _render(
+def _render(
     url: str, *, chromium: str, width: int, height: int, timeout: float, clip_selector: str | None,
     full_page: bool,
 ) -> RenderResult:
-    import aiohttp
+    from playwright.sync_api import ConsoleMessage, sync_playwright
+    from playwright.sync_api import Error as PlaywrightError
+
+    deadline = _Deadline(timeout)  # start, load and wait for the plots
+    step_ms = timeout * 1000.0  # then each page script and the screenshot get their own timeout
+    errors: list[str] = []
+
+    def on_console(msg: ConsoleMessage) -> None:
+        # Chromium's own error-level log entries (a script or stylesheet that failed to load) arrive here too.
+        if msg.type in {"error", "assert"}:
+            errors.append(f"console.{msg.type}: {msg.text}")
 
     profile = Path(tempfile.mkdtemp(prefix="infersweep-chromium-"))
-    proc = subprocess.Popen(  # its own session: we kill the whole group, renderers included
-        [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", f"--window-size={width},{height}", "about:blank"],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
     try:
-        port = await _devtools_port(profile, proc, deadline)
-        client_timeout = aiohttp.ClientTimeout(total=timeout)
-        async with aiohttp.ClientSession(timeout=client_timeout) as session:
-            async with session.get(f"http://127.0.0.1:{port}/json/list") as resp:
-                targets = await resp.json(content_type=None)
-            page = next((t for t in targets if t.get("type") == "page"), None)
-            if page is None:
-                raise BrowserError("chromium has no page target")
-            ws = await session.ws_connect(page["webSocketDebuggerUrl"], max_msg_size=0)
-            cdp = _CDP(ws)
+        with sync_playwright() as pw:
             try:
-                for domain in ("Page", "Runtime", "Log"):
-                    await cdp.call(f"{domain}.enable")
-                await cdp.call("Emulation.setDeviceMetricsOverride", width=width, height=height,
-                               deviceScaleFactor=1, mobile=False)
-                await cdp.call("Page.navigate", url=url)
-                while not cdp.wait_event("Page.loadEventFired"):
-                    if loop.time() > deadline:
-                        raise BrowserError(f"{url} did not finish loading in {timeout:.0f} s")
-                    await asyncio.sleep(0.1)
+                context = pw.chromium.launch_persistent_context(
+                    str(profile), executable_path=chromium, headless=True, args=list(CHROMIUM_FLAGS),
+                    viewport={"width": width, "height": height}, device_scale_factor=1,
+                    timeout=deadline.left_ms("starting chromium"),
+                )
+            except PlaywrightError as exc:
+                raise BrowserError(f"chromium ({chromium}) did not start: {exc.message}") from exc
+            try:
+                page = context.pages[0] if context.pages else context.new_page()
+                page.on("pageerror", lambda exc: errors.append(f"Uncaught: {exc.name}: {exc.message}"))
+                page.on("console", on_console)
+                page.on("crash", lambda _page: errors.append("the page crashed"))
+                try:
+                    page.goto(url, wait_until="load", timeout=deadline.left_ms(f"loading {url}"))
+                except PlaywrightError as exc:
+                    raise BrowserError(f"{url} did not finish loading in {timeout:.0f} s: {exc.message}") from exc
                 ready = False
-                while loop.time() < deadline:
-                    ready = bool(await cdp.evaluate(PLOTS_READY))
+                while not deadline.passed():
+                    ready = bool(_evaluate(page, PLOTS_READY, step_ms))
                     # After the load event an uncaught error means the plots will never draw: stop waiting.
-                    if ready or console_errors(cdp.events):
+                    if ready or errors:
                         break
-                    await asyncio.sleep(0.2)
-                probe = json.loads(await cdp.evaluate(FRONTIER_PROBE) or "null")
-                shot: dict[str, Any] = {"format": "png"}
+                    page.wait_for_timeout(200)
+                probe = json.loads(_evaluate(page, FRONTIER_PROBE, step_ms) or "null")
                 if clip_selector:
-                    rect = await cdp.evaluate(
-                        f"(() => {{ const e = document.querySelector({json.dumps(clip_selector)});"
-                        " if (!e) return null; e.scrollIntoView(); const r = e.getBoundingClientRect();"
-                        " return {x: r.left + window.scrollX, y: r.top + window.scrollY,"
-                        " width: r.width, height: r.height}; })()"
-                    )
-                    if rect is None:
+                    if not _evaluate(page, f"document.querySelector({json.dumps(clip_selector)}) !== null", step_ms):
                         raise BrowserError(f"no element matches {clip_selector!r}")
-                    shot.update(clip={**rect, "scale": 1}, captureBeyondViewport=True)
-                elif full_page:
-                    shot["captureBeyondViewport"] = True
-                png = (await cdp.call("Page.captureScreenshot", timeout=timeout, **shot))["data"]
-                return RenderResult(png=base64.b64decode(png), console_errors=console_errors(cdp.events),
-                                    plots_ready=ready, probe=probe)
+                    png = page.locator(clip_selector).first.screenshot(type="png", timeout=step_ms)
+                else:
+                    png = page.screenshot(type="png", full_page=full_page, timeout=step_ms)
+                return RenderResult(png=png, console_errors=list(errors), plots_ready=ready, probe=probe)
+            except PlaywrightError as exc:
+                raise BrowserError(f"rendering {url} failed: {exc.message}") from exc
             finally:
-                await cdp.close()
+                # Closing the context ends the browser; if it is already gone, leaving sync_playwright()
+                # stops the driver, which kills the browser's process group anyway.
+                with contextlib.suppress(PlaywrightError):
+                    context.close()
     finally:
-        _kill_group(proc)
         shutil.rmtree(profile, ignore_errors=True)
-
-
-def _kill_group(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=5)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=5)
-    else:  # the main process is gone; make sure no renderer child survived it
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
 
 
 def render_page(
@@ -247,16 +201,20 @@ def render_page(
     """Open a file or URL in headless Chromium, wait for the plots, and screenshot it.
 
     `clip_selector` screenshots just that element (e.g. the first frontier chart). Raises
-    BrowserUnavailable when no Chromium is installed and BrowserError when rendering fails.
+    BrowserUnavailable when no Chromium (or no Playwright) is installed and BrowserError when rendering
+    fails or runs past `timeout` seconds.
     """
     binary = chromium or find_chromium()
     if binary is None:
-        raise BrowserUnavailable("no Chromium found (apt-get install chromium, or set INFERSWEEP_CHROMIUM)")
+        raise BrowserUnavailable(NO_CHROMIUM)
+    missing = _playwright_missing()
+    if missing:
+        raise BrowserUnavailable(missing)
     url = str(path_or_url)
     if "://" not in url:
         url = Path(url).resolve().as_uri()
-    return asyncio.run(_render(url, chromium=binary, width=width, height=height, timeout=timeout,
-                               clip_selector=clip_selector, full_page=full_page))
+    return _render(url, chromium=binary, width=width, height=height, timeout=timeout,
+                   clip_selector=clip_selector, full_page=full_page)
 
 
 def png_info(data: bytes) -> tuple[int, int, int]:

@@ -20,6 +20,7 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
+from infersweep.faults.errors import InfersweepError
 from infersweep.report.data import ReportPoint
 
 _FIELDS = set(ReportPoint.model_fields)
@@ -30,8 +31,11 @@ _INFERENCEX_SECONDS = {
 }
 
 
-class ResultFileError(ValueError):
+class ResultFileError(InfersweepError, ValueError):
     """A result file could not be read as report points."""
+
+    kind = "config_error"
+    transient = False
 
 
 def from_inferencex(rec: Mapping[str, Any], *, run_id: str) -> ReportPoint:

@@ -7,13 +7,13 @@ Reading (store or files) → points → HTML / comparison / gate. Every output f
 from __future__ import annotations
 
 import os
-import re
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from infersweep.fsnames import safe_filename
 from infersweep.report.compare import Comparison, compare
 from infersweep.report.data import ReportPoint
 from infersweep.report.gate import EXIT_REGRESSION, GateResult, group_history, run_gate
@@ -40,8 +40,9 @@ def write_atomic(path: Path, text: str) -> Path:
 
 
 def safe_name(text: str) -> str:
-    """A file-name-safe version of a run id or DAG id."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "report"
+    """A run id or DAG id as a report path component: `safe_filename` with the report's settings (ASCII,
+    runs squeezed, never empty, no length cap), shared by every writer and reader of report paths."""
+    return safe_filename(text, max_len=None, ascii_only=True, squeeze=True, fallback="report")
 
 
 def load_points(

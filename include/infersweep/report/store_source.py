@@ -19,6 +19,7 @@ from typing import Any
 
 from sqlalchemy import Engine, Select, func, or_, select
 
+from infersweep.faults.errors import InfersweepError
 from infersweep.report.data import ReportPoint
 from infersweep.report.summary import RunSummary
 from infersweep.store.models import BenchmarkResult, Run
@@ -39,8 +40,11 @@ _DEFAULTS: dict[str, Any] = {
 _ERROR_CAP = 2000
 
 
-class SelectorNotFound(LookupError):
+class SelectorNotFound(InfersweepError, LookupError):
     """A run/image selector matched nothing in the store."""
+
+    kind = "config_error"
+    transient = False
 
 
 def _base_query() -> Select[Any]:

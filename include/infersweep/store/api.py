@@ -21,6 +21,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
+from infersweep.bench.point import PointResult
 from infersweep.faults import FailureClass, classify
 from infersweep.plan.models import ServeGroup
 from infersweep.recipes.model import Recipe
@@ -174,14 +175,30 @@ class ResultStore:
         }))
 
     def finish_run(self, status: str | None = None, *, finished_at: datetime | None = None) -> str:
-        """Mark the run finished; without `status`, success iff no point/eval/group failed. Returns it."""
+        """Mark the run finished; without `status`, success iff no point/eval/group failed and every group
+        got past `planned`. Returns it.
+
+        A group still `planned` at the end never started its server (its chain stopped before `serve` could
+        record a failure): the run is not a success then either. `serving` is fine: Airflow does not make
+        `finalize` wait for the teardown tasks of a task group, so a group may still be tearing down."""
         self.flush()
         if status is None:
             summary = self.summary()
             failed = summary.get("points_failed", 0) + summary.get("groups_failed", 0) + summary.get("evals_failed", 0)
-            status = "success" if summary and not failed else "failed"
+            status = "success" if summary and not failed and not self._groups_with_status("planned") else "failed"
         self._write("run", {"status": status, "finished_at": _iso(finished_at or datetime.now().astimezone())})
         return status
+
+    def _groups_with_status(self, status: str) -> int:
+        from sqlalchemy import func, select
+
+        from infersweep.store.models import Run, ServeGroupRow
+
+        r, g = Run.__table__, ServeGroupRow.__table__
+        stmt = (select(func.count()).select_from(g).join(r, r.c.id == g.c.run_pk)
+                .where(r.c.dag_id == self.dag_id, r.c.run_id == self.run_id, g.c.status == status))
+        with self.engine.connect() as conn:
+            return int(conn.execute(stmt).scalar_one())
 
     def record_group(
         self,
@@ -258,7 +275,7 @@ class ResultStore:
         isl: int,
         osl: int,
         conc: int,
-        result: Mapping[str, Any] | None = None,
+        result: PointResult | None = None,
         error: BaseException | str | None = None,
         failure: FailureClass | None = None,
         engine: str | None = None,
@@ -271,11 +288,12 @@ class ResultStore:
         measured_at: datetime | None = None,
     ) -> None:
         """Record one point. A point with `error` (or a failed `result`) is stored as a failed row."""
-        cols = point_columns(result or {}, gpus=gpus)
-        result_failed = bool(cols.pop("_failed", False))
-        failed = error is not None or result_failed
+        cols = point_columns(result, gpus=gpus) if result is not None else {}
+        failed = error is not None or (result is not None and not result.ok)
+        if error is None and result is not None and not result.ok:
+            error = result.error or "failed point"
         if failed and failure is None:
-            failure = classify(error if error is not None else str(cols.get("error") or "failed point"))
+            failure = classify(error if error is not None else "failed point")
         data = {
             "group_id": group_id, "isl": isl, "osl": osl, "conc": conc, "engine": engine, "image": image,
             "image_digest": image_digest, "recipe_fingerprint": recipe_fingerprint,
@@ -284,8 +302,7 @@ class ResultStore:
             **cols,
             "status": "failed" if failed else "ok",
             "failure_kind": failure.kind if failure and failed else None,
-            "error": redact(str(error) if error is not None else str(cols.get("error")))[-MESSAGE_CAP:]
-            if failed else None,
+            "error": redact(str(error))[-MESSAGE_CAP:] if failed else None,
             "reused_from_id": None, "reused_from_run_pk": None,
         }
         self._write("benchmark", {k: v for k, v in data.items()
@@ -383,6 +400,25 @@ class ResultStore:
                                      concs=done, eval_concs=done_eval, task=task, backend=backend)
         return ReusePlan(done, [c for c in group.concs if c not in done], done_eval,
                          [c for c in group.eval_concs if c not in done_eval], copied)
+
+    def record_server(self, group_id: str, state: Mapping[str, Any] | None) -> None:
+        """The group's current server (handle, node, lease) on its row, or None once it is gone: a task
+        retried on another worker finds a replacement server and a renewed lease there."""
+        self._write("group", {"group_id": group_id, "server": dict(state) if state is not None else None})
+
+    def current_server(self, group_id: str) -> dict[str, Any] | None:
+        """What `record_server` last stored for this run's group (None if nothing, or once cleared)."""
+        from sqlalchemy import select
+
+        from infersweep.store.models import Run, ServeGroupRow
+
+        self.flush()
+        r, g = Run.__table__, ServeGroupRow.__table__
+        stmt = (select(g.c.server).join(r, r.c.id == g.c.run_pk)
+                .where(r.c.dag_id == self.dag_id, r.c.run_id == self.run_id, g.c.group_id == group_id))
+        with self.engine.connect() as conn:
+            value = conn.execute(stmt).scalar_one_or_none()
+        return dict(value) if value else None
 
     def finished_points(self, group_id: str) -> set[int]:
         """Concurrencies of this run's group that already have a successful row (retry resumes after them)."""

@@ -18,6 +18,8 @@ from typing import Any
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
 
+from infersweep.faults.errors import InfersweepError
+
 log = logging.getLogger(__name__)
 
 ENV_URL = "INFERSWEEP_DB_URL"
@@ -33,8 +35,11 @@ _engines: dict[str, Engine] = {}
 _engines_lock = threading.Lock()
 
 
-class StoreConfigError(ValueError):
+class StoreConfigError(InfersweepError, ValueError):
     """The results DB URL is unusable (bad scheme, unreadable Airflow connection, ...)."""
+
+    kind = "config_error"
+    transient = False
 
 
 def mask_url(url: str | URL) -> str:

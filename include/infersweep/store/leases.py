@@ -23,6 +23,7 @@ from sqlalchemy import Engine, and_, exists, select, update
 from sqlalchemy import exc as sa_exc
 
 from infersweep.config.inventory import Node
+from infersweep.faults.errors import InfersweepError
 from infersweep.store.db import is_postgres, write_transaction
 from infersweep.store.models import NodeLeaseRow, NodeRow, utcnow
 from infersweep.store.spool import UNAVAILABLE
@@ -31,8 +32,11 @@ from infersweep.store.upsert import upsert
 log = logging.getLogger(__name__)
 
 
-class LeaseLost(RuntimeError):
+class LeaseLost(InfersweepError, RuntimeError):
     """The lease expired or was released: the holder must stop using the node."""
+
+    kind = "lease_lost"
+    transient = True
 
 
 class LeaseHolder(BaseModel):

@@ -1,7 +1,6 @@
-"""Map a benchmark point result (bench client output) onto the typed headline columns.
+"""Map a benchmark point (`bench.point.PointResult`) onto the store's typed headline columns.
 
-Accepted shapes: `{"metrics": {...}, "raw": {...}, "client_bound": bool, ...}` or a flat dict. Keys
-follow vLLM's `benchmark_serving` (`median_ttft_ms`, `p99_tpot_ms`, `total_token_throughput`, …);
+Metric keys follow vLLM's `benchmark_serving` (`median_ttft_ms`, `p99_tpot_ms`, `total_token_throughput`, …);
 InferenceX's normalised keys in seconds (`median_ttft`, `p99_e2el`, …) are converted to ms. Per-GPU
 throughput is derived from the totals when absent (InferenceX: divided by tp·pp·pcp), and interactivity
 is 1000/TPOT(ms) (tokens/s/user) when absent. Nothing is invented: missing inputs leave NULLs.
@@ -9,8 +8,9 @@ is 1000/TPOT(ms) (tokens/s/user) when absent. Nothing is invented: missing input
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
+
+from infersweep.bench.point import PointResult
 
 LATENCIES = ("ttft", "tpot", "e2el")
 STATS = ("median", "p99")
@@ -27,10 +27,9 @@ def _num(value: Any) -> float | None:
         return None
 
 
-def point_columns(result: Mapping[str, Any], *, gpus: int | None = None) -> dict[str, Any]:
-    """Typed columns + `metrics` JSON + `raw` JSON for one point; `_failed`/`error` flag a failed result."""
-    metrics: dict[str, Any] = dict(result.get("metrics") or {k: v for k, v in result.items()
-                                                            if k not in {"raw", "status", "error"}})
+def point_columns(point: PointResult, *, gpus: int | None = None) -> dict[str, Any]:
+    """Typed columns + `metrics` JSON + `raw` JSON for one point."""
+    metrics = point.metrics
     cols: dict[str, Any] = {}
     for stat in STATS:
         for lat in LATENCIES:
@@ -50,11 +49,7 @@ def point_columns(result: Mapping[str, Any], *, gpus: int | None = None) -> dict
     n_completed, n_failed = _num(completed), _num(failed)
     cols["num_completed"] = int(n_completed) if n_completed is not None else None
     cols["num_failed"] = int(n_failed) if n_failed is not None else None
-    cols["client_bound"] = bool(result.get("client_bound", metrics.get("client_bound", False)))
-    cols["metrics"] = metrics or None
-    cols["raw"] = result.get("raw")
-    status = str(result.get("status", "ok")).lower()
-    if status not in {"ok", "success", "succeeded"}:
-        cols["_failed"] = True
-        cols["error"] = str(result.get("error") or status)
+    cols["client_bound"] = point.client_bound
+    cols["metrics"] = dict(metrics) or None
+    cols["raw"] = point.raw
     return cols

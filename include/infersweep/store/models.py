@@ -149,6 +149,8 @@ class ServeGroupRow(_Stamped, Base):
     recipe: Mapped[dict[str, Any] | None]
     node: Mapped[str | None] = mapped_column(String(200))
     memory_verdict: Mapped[dict[str, Any] | None]
+    server: Mapped[dict[str, Any] | None] = mapped_column(
+        JSONType, doc="the running server: {handle, node, lease}; cleared at teardown")
     model_load_s: Mapped[float | None] = mapped_column(Float)
     status: Mapped[str] = mapped_column(String(20), default="planned")
     failure_kind: Mapped[str | None] = mapped_column(String(60))

@@ -25,6 +25,8 @@ from typing import Any
 import orjson
 from sqlalchemy import exc as sa_exc
 
+from infersweep.faults.errors import InfersweepError
+
 log = logging.getLogger(__name__)
 
 #: Errors meaning "the database is not reachable right now": keep the record and try later.
@@ -33,8 +35,11 @@ UNAVAILABLE = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.Disconnect
 REJECTED = (sa_exc.IntegrityError, sa_exc.DataError, KeyError, ValueError, TypeError)
 
 
-class SpoolLockTimeout(TimeoutError):
+class SpoolLockTimeout(InfersweepError, TimeoutError):
     """Another process held the spool lock for longer than the deadline."""
+
+    kind = "spool_lock_timeout"
+    transient = True
 
 
 @dataclass

@@ -106,14 +106,6 @@ def _json(value: str) -> object:
         raise argparse.ArgumentTypeError(f"not valid JSON: {exc}") from exc
 
 
-def _bool(value: str) -> bool:
-    if value.lower() in ("1", "true", "yes"):
-        return True
-    if value.lower() in ("0", "false", "no"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true/false, got {value!r}")
-
-
 _QUANT_PRECISION: dict[str, Precision] = {
     "fp8": "fp8", "mxfp8": "mxfp8", "modelopt": "fp8", "modelopt_fp4": "nvfp4", "nvfp4": "nvfp4",
     "mxfp4": "mxfp4", "quark": "fp8",

@@ -3,6 +3,8 @@
 - serve_groups, benchmark_results: `router` (name/version JSON) and `kv_p2p_transfer`, so a point keeps the
   components its server ran with; benchmark_results also gets `dcp_size` / `pcp_size` (its layout in full).
 - runs: `not_executed`, e.g. {"agentic-coding": {"jobs": 12, "exp-names": [...]}} for the run summary.
+- serve_groups: `server`, the group's running server (handle, node, lease), so a task retried on another
+  worker finds it (it used to be a JSON file on the first worker's disk).
 
 Revision ID: 0003
 Revises: 0002
@@ -37,12 +39,15 @@ def upgrade() -> None:
         batch.add_column(sa.Column("pcp_size", sa.Integer(), nullable=True))
     with op.batch_alter_table("runs") as batch:
         batch.add_column(sa.Column("not_executed", _json(), nullable=True))
+    with op.batch_alter_table("serve_groups") as batch:
+        batch.add_column(sa.Column("server", _json(), nullable=True))
 
 
 def downgrade() -> None:
     # Plain DROP COLUMN (Postgres; SQLite >= 3.35): alembic's batch mode would rebuild the tables on SQLite,
     # which breaks the views that read them.
-    for statement in ("ALTER TABLE runs DROP COLUMN not_executed",
+    for statement in ("ALTER TABLE serve_groups DROP COLUMN server",
+                      "ALTER TABLE runs DROP COLUMN not_executed",
                       "ALTER TABLE benchmark_results DROP COLUMN pcp_size",
                       "ALTER TABLE benchmark_results DROP COLUMN dcp_size",
                       "ALTER TABLE benchmark_results DROP COLUMN kv_p2p_transfer",

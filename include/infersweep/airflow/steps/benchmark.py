@@ -1,0 +1,156 @@
+"""warmup and benchmark: every concurrency of the group on its one server, each point stored as it finishes.
+
+A retry resumes at the first point without a successful row, on a fresh server if the old one died, on a
+new lease if the old one expired.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+from infersweep.airflow import server
+from infersweep.airflow.context import RunContext, recorded_attempt
+from infersweep.airflow.deps import ChainDeps
+from infersweep.airflow.lease import keep_or_relet
+from infersweep.airflow.payloads import ServedGroup, StepOutcome
+from infersweep.bench.point import PointResult
+from infersweep.engines.base import Engine
+from infersweep.engines.factory import sim_tokenizer_dir
+from infersweep.faults.errors import ClassifiedError
+from infersweep.store.leases import heartbeat
+
+log = logging.getLogger(__name__)
+
+
+def bench_config(served: ServedGroup, conc: int, *, warmup_only: bool = False) -> Any:
+    """The client's settings for one point (or its warm-up) of this group on its current server."""
+    from infersweep.bench import BenchConfig
+
+    group, bench, recipe = served.group, served.bench, served.recipe
+    return BenchConfig(
+        base_url=served.state.handle.base_url, model=recipe.served_model_name or recipe.model,
+        tokenizer=str(sim_tokenizer_dir()) if served.engine == "sim" else recipe.model,
+        isl=group.isl, osl=group.osl, conc=conc,
+        num_prompts=conc * (bench.warmups_per_conc if warmup_only else bench.prompts_per_conc),
+        warmups=0 if warmup_only else conc * bench.warmups_per_conc,
+        random_range_ratio=bench.random_range_ratio, gpus=group.gpus,
+        metadata={"config_key": group.config_key, "serve_group": group.id, "image": served.image,
+                  "recipe_fingerprint": served.fingerprint, "engine": served.engine},
+    )
+
+
+def warmup(served: ServedGroup, rc: RunContext, deps: ChainDeps | None = None) -> StepOutcome:
+    """Untimed requests at the group's highest concurrency, with distinct prompts (JIT, graphs, allocator)."""
+    deps = deps or ChainDeps.for_run(rc)
+    served = server.current(deps, served)
+    with recorded_attempt(deps.store, rc, group_id=served.group.id, node=served.state.node.name):
+        top = max(served.concs or served.group.concs)
+        result = deps.run_benchmark(bench_config(served, top, warmup_only=True))
+        return StepOutcome(group_id=served.group.id,
+                           detail=f"{result.get('completed')} warm-up requests, {result.get('failed')} failed")
+
+
+def on_live_lease(deps: ChainDeps, served: ServedGroup, rc: RunContext, engine: Engine) -> ServedGroup:
+    """`served` on its current server, with a lease that still holds (re-leased after an expiry: the old
+    server is an orphan then, stopped here, and the dead-server check that follows starts a fresh one)."""
+    served = server.current(deps, served)
+    state = served.state
+    new = keep_or_relet(deps, served.group, served.nodes, state.lease, rc)
+    if new is None:
+        return served
+    node = new.node_spec(served.nodes)
+    deps.reap(deps, node, served.engine)
+    try:  # normally the reaper just did it; a server it has no record of must not keep serving either
+        engine.stop(state.handle, grace_s=10)
+    except Exception as exc:
+        log.warning("%s: could not stop the server of the expired lease: %s", served.group.id, exc)
+    relet = served.with_state(state.model_copy(update={"lease": new, "node": node}))
+    server.record_state(deps, relet)
+    return relet
+
+
+def benchmark(served: ServedGroup, rc: RunContext, deps: ChainDeps | None = None) -> StepOutcome:
+    """Every pending concurrency, ascending; each point is stored as it finishes, a retry resumes.
+
+    A server that dies mid-point fails the point (and the task) with its class; the retry starts a fresh
+    server under the same lease and measures only the points without a successful row.
+    """
+    deps = deps or ChainDeps.for_run(rc)
+    engine = deps.engine(served, rc)
+    served = on_live_lease(deps, served, rc, engine)
+    group = served.group
+    with recorded_attempt(deps.store, rc, group_id=group.id, node=served.state.lease.node):
+        done = deps.store.finished_points(group.id)
+        todo = sorted(set(served.concs) - done)
+        for conc in sorted(done & set(served.concs)):
+            log.info("%s conc %d already measured in this run; skipping", group.id, conc)
+        if todo and not server.alive(deps, engine, served.state.handle):
+            served = server.restart(deps, engine, served, rc)
+            # measure on a warm server, as in the first try
+            deps.run_benchmark(bench_config(served, max(todo), warmup_only=True))
+        with telemetry(deps, served, rc.try_number) as sampler:
+            measure(deps, served, todo, sampler, engine)
+        return StepOutcome(group_id=group.id, measured=tuple(todo), skipped=tuple(sorted(done & set(served.concs))))
+
+
+@contextlib.contextmanager
+def telemetry(deps: ChainDeps, served: ServedGroup, try_number: int) -> Iterator[Any]:
+    """GPU power/clock/utilisation sampled once a second while the benchmark runs (modelled on the sim).
+
+    The series is stored with the group (as its `gpu-telemetry` log, JSON lines), failures included.
+    """
+    from infersweep.telemetry.gpu import TelemetrySampler, source_for
+
+    sampler = TelemetrySampler(source_for(served.state.handle), interval_s=1.0)
+    sampler.start()
+    try:
+        yield sampler
+    finally:
+        series = sampler.stop()
+        deps.store.record_server_log(group_id=served.group.id, source="gpu-telemetry", try_number=try_number,
+                                     node=served.state.node.name,
+                                     text="\n".join(json.dumps(s.to_json()) for s in series))
+
+
+def measure(deps: ChainDeps, served: ServedGroup, todo: list[int], sampler: Any, engine: Engine) -> None:
+    """Measure `todo` in order and store each point; a dead server fails its point with the death's class."""
+    from infersweep.telemetry.gpu_metrics import point_energy
+
+    group, store, lease = served.group, deps.store, served.state.lease
+    handle = served.state.handle
+    identity: dict[str, Any] = {"engine": served.engine, "image": served.image, "image_digest": handle.image_digest,
+                "recipe_fingerprint": served.fingerprint, "engine_version": handle.engine_version,
+                "config_key": group.config_key, "gpus": group.gpus}
+    failed: list[str] = []
+    for conc in todo:
+        heartbeat(store.engine, lease, ttl_s=deps.settings.lease_ttl_s)
+        try:
+            result = deps.run_benchmark(bench_config(served, conc))
+            result.setdefault("infersweep", {})["energy"] = point_energy(
+                sampler, result, expected_gpus=group.gpus, time_scale=served.time_scale)
+        except Exception as exc:
+            died = server.death(deps, served, engine, conc)
+            store.record_benchmark(group_id=group.id, isl=group.isl, osl=group.osl, conc=conc,
+                                   error=died or exc, **identity)
+            if died is not None:
+                raise died from exc
+            raise
+        point = PointResult.from_client(result, time_scale=served.time_scale)
+        died = server.death(deps, served, engine, conc) if not point.ok else None
+        store.record_benchmark(group_id=group.id, isl=group.isl, osl=group.osl, conc=conc, result=point,
+                               error=died, **identity)
+        if died is not None:
+            raise died
+        if not point.ok:
+            failed.append(f"conc {conc}: {point.error or 'failed'}")
+        log.info("%s conc %d: %.1f tok/s/gpu, median TPOT %.2f ms [%s]", group.id, conc,
+                 (point.metrics.get("total_token_throughput") or 0.0) / group.gpus,
+                 point.metrics.get("median_tpot_ms") or 0.0, point.status)
+    if failed:
+        text = f"{group.id}: benchmark points failed: " + " | ".join(failed)
+        kind = "length_mismatch" if all("length violations" in f for f in failed) else "failed_requests_over_threshold"
+        raise ClassifiedError(kind, text)

@@ -1,0 +1,532 @@
+"""GPU telemetry while a serve group runs: one sample per GPU per second, and energy per output token.
+
+Energy is integrated as InferenceX's `utils/aggregate_power.py` does (see `energy_window`); `gpu_metrics.py`
+writes a point's samples as the CSV that script reads, so its figure can be reproduced from our files.
+
+Sources:
+- Docker: `nvidia-smi --query-gpu=... --format=csv,noheader,nounits` exec'd in the serving container (the
+  NVIDIA runtime mounts nvidia-smi into it), so the figures are exactly the GPUs the server was given;
+- local process: the same command on the host;
+- simulator: its `/metrics` `sim:gpu_*` gauges, modelled not measured, so every sample says `simulated=True`.
+
+A field that cannot be read is None with a reason in `null_reasons` — never 0, because a 0 W reading would
+silently turn into "free" tokens in energy per token.
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+import math
+import re
+import statistics
+import subprocess
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from itertools import pairwise
+from typing import TYPE_CHECKING, Any, Protocol
+
+from infersweep.faults.errors import InfersweepError
+
+if TYPE_CHECKING:
+    import docker
+
+log = logging.getLogger(__name__)
+
+# (nvidia-smi query field, GpuSample attribute)
+NVIDIA_SMI_QUERY: tuple[tuple[str, str], ...] = (
+    ("index", "gpu"),
+    ("power.draw", "power_w"),
+    ("temperature.gpu", "temperature_c"),
+    ("clocks.sm", "sm_clock_mhz"),
+    ("clocks.mem", "mem_clock_mhz"),
+    ("utilization.gpu", "utilization_pct"),
+    ("memory.used", "memory_used_mib"),
+)
+NVIDIA_SMI_CMD: tuple[str, ...] = (
+    "nvidia-smi", "--query-gpu=" + ",".join(q for q, _ in NVIDIA_SMI_QUERY), "--format=csv,noheader,nounits",
+)
+METRIC_FIELDS = ("power_w", "temperature_c", "sm_clock_mhz", "mem_clock_mhz", "utilization_pct", "memory_used_mib")
+ALL_GPUS = -1  # `gpu` of a sample that stands for "every GPU" (nothing could be read at all)
+
+
+class TelemetryUnavailableError(InfersweepError, RuntimeError):
+    """The source could not be read at all (no nvidia-smi, exec failed, server gone)."""
+
+
+@dataclass(frozen=True)
+class GpuSample:
+    """One GPU at one instant. None fields carry their reason in `null_reasons`."""
+
+    t: float
+    gpu: int
+    source: str
+    power_w: float | None = None
+    temperature_c: float | None = None
+    sm_clock_mhz: float | None = None
+    mem_clock_mhz: float | None = None
+    utilization_pct: float | None = None
+    memory_used_mib: float | None = None
+    simulated: bool = False
+    null_reasons: dict[str, str] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"t": self.t, "gpu": self.gpu, "source": self.source, "simulated": self.simulated,
+                **{f: getattr(self, f) for f in METRIC_FIELDS}, "null_reasons": dict(self.null_reasons)}
+
+
+def unavailable(t: float, source: str, reason: str, gpus: Iterable[int] = (ALL_GPUS,),
+                simulated: bool = False) -> list[GpuSample]:
+    """Samples with every field null for `reason` (one per known GPU, or one for all)."""
+    return [GpuSample(t=t, gpu=g, source=source, simulated=simulated,
+                      null_reasons=dict.fromkeys(METRIC_FIELDS, reason)) for g in gpus]
+
+
+# -----------------------------------------------------------------------------------------------------------
+# nvidia-smi
+# -----------------------------------------------------------------------------------------------------------
+def _cell(raw: str) -> tuple[float | None, str | None]:
+    value = raw.strip()
+    if not value or value.startswith("["):  # "[N/A]", "[Not Supported]", "[Unknown Error]", "[GPU is lost]"
+        return None, f"nvidia-smi reported {value or 'an empty value'}"
+    try:
+        return float(value), None
+    except ValueError:
+        return None, f"nvidia-smi reported {value!r}"
+
+
+def parse_nvidia_smi_csv(text: str, t: float, *, source: str = "nvidia-smi") -> list[GpuSample]:
+    """Parse `nvidia-smi --query-gpu=<NVIDIA_SMI_QUERY> --format=csv,noheader,nounits` output.
+
+    Raises TelemetryUnavailableError when the text is not that CSV (e.g. an error message).
+    """
+    samples: list[GpuSample] = []
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        cells = [c.strip() for c in line.split(",")]
+        if len(cells) != len(NVIDIA_SMI_QUERY):
+            raise TelemetryUnavailableError(f"unexpected nvidia-smi output: {line.strip()[:200]!r}")
+        index, _ = _cell(cells[0])
+        if index is None:
+            raise TelemetryUnavailableError(f"nvidia-smi row without a GPU index: {line.strip()[:200]!r}")
+        values: dict[str, float | None] = {}
+        reasons: dict[str, str] = {}
+        for (_, attr), raw in zip(NVIDIA_SMI_QUERY[1:], cells[1:], strict=True):
+            v, why = _cell(raw)
+            values[attr] = v
+            if why is not None:
+                reasons[attr] = why
+        samples.append(GpuSample(
+            t=t, gpu=int(index), source=source, null_reasons=reasons, power_w=values["power_w"],
+            temperature_c=values["temperature_c"], sm_clock_mhz=values["sm_clock_mhz"],
+            mem_clock_mhz=values["mem_clock_mhz"], utilization_pct=values["utilization_pct"],
+            memory_used_mib=values["memory_used_mib"],
+        ))
+    if not samples:
+        raise TelemetryUnavailableError("nvidia-smi printed no GPUs")
+    return samples
+
+
+class TelemetrySource(Protocol):
+    """Reads every GPU once."""
+
+    name: str
+
+    def read(self, t: float) -> list[GpuSample]:
+        """Samples stamped `t`; raises TelemetryUnavailableError (or any error) when nothing is readable."""
+        ...
+
+
+class NvidiaSmiSource:
+    """nvidia-smi through a runner: `run(argv) -> (exit_code, output)`."""
+
+    def __init__(self, run: Callable[[Sequence[str]], tuple[int, str]], *, name: str = "nvidia-smi",
+                 on_close: Callable[[], None] | None = None) -> None:
+        self._run = run
+        self.name = name
+        self._on_close = on_close
+
+    def close(self) -> None:
+        """Release what the runner holds (e.g. a Docker client this source created)."""
+        if self._on_close is not None:
+            self._on_close()
+            self._on_close = None
+
+    def read(self, t: float) -> list[GpuSample]:
+        code, out = self._run(NVIDIA_SMI_CMD)
+        if code != 0:
+            raise TelemetryUnavailableError(f"nvidia-smi exited {code}: {out.strip()[:200]}")
+        return parse_nvidia_smi_csv(out, t, source=self.name)
+
+    @classmethod
+    def local(cls, *, timeout_s: float = 5.0) -> NvidiaSmiSource:
+        """nvidia-smi on this host (local-process backend)."""
+
+        def run(argv: Sequence[str]) -> tuple[int, str]:
+            try:
+                p = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout_s, check=False)
+            except FileNotFoundError:
+                return 127, "nvidia-smi not found on this host"
+            except subprocess.TimeoutExpired:
+                return 124, f"nvidia-smi did not answer within {timeout_s} s"
+            return p.returncode, p.stdout if p.returncode == 0 else (p.stderr or p.stdout)
+
+        return cls(run, name="nvidia-smi")
+
+    @classmethod
+    def in_container(cls, client: docker.DockerClient, container_id: str, *,
+                     owns_client: bool = False) -> NvidiaSmiSource:
+        """nvidia-smi exec'd inside the serving container (its client's timeout bounds each call)."""
+        import docker.errors
+
+        def run(argv: Sequence[str]) -> tuple[int, str]:
+            try:
+                res = client.api.exec_create(container_id, list(argv), stdout=True, stderr=True)
+                out = client.api.exec_start(res["Id"])
+                code = client.api.exec_inspect(res["Id"]).get("ExitCode")
+            except docker.errors.APIError as exc:
+                # e.g. 'exec: "nvidia-smi": executable file not found in $PATH' (no NVIDIA runtime)
+                return 126, str(getattr(exc, "explanation", None) or exc)
+            text = out.decode(errors="replace") if isinstance(out, bytes) else str(out)
+            return (int(code) if code is not None else 1), text
+
+        return cls(run, name="nvidia-smi (docker exec)", on_close=client.close if owns_client else None)
+
+
+# -----------------------------------------------------------------------------------------------------------
+# simulator
+# -----------------------------------------------------------------------------------------------------------
+_PROM_LINE = re.compile(r'^(?P<name>sim:gpu_[a-z_]+)\{(?P<labels>[^}]*)\}\s+(?P<value>\S+)')
+_SIM_FIELDS = {
+    "sim:gpu_power_watts": ("power_w", 1.0),
+    "sim:gpu_utilization_perc": ("utilization_pct", 100.0),  # the gauge is a 0..1 fraction
+    "sim:gpu_memory_used_bytes": ("memory_used_mib", 1.0 / (1024 * 1024)),
+}
+SIM_NOT_MODELLED = "not modelled by the simulated engine"
+
+
+def parse_sim_metrics(text: str, t: float) -> list[GpuSample]:
+    """The simulator's modelled GPU gauges (labelled simulated); temperature and clocks are not modelled."""
+    per_gpu: dict[int, dict[str, float]] = {}
+    for line in text.splitlines():
+        m = _PROM_LINE.match(line)
+        if m is None or m["name"] not in _SIM_FIELDS:
+            continue
+        labels = dict(re.findall(r'(\w+)="([^"]*)"', m["labels"]))
+        if "gpu" not in labels:
+            continue
+        attr, scale = _SIM_FIELDS[m["name"]]
+        per_gpu.setdefault(int(labels["gpu"]), {})[attr] = float(m["value"]) * scale
+    if not per_gpu:
+        raise TelemetryUnavailableError("the simulator's /metrics has no sim:gpu_* gauges")
+    out = []
+    for gpu, values in sorted(per_gpu.items()):
+        reasons = {f: SIM_NOT_MODELLED for f in METRIC_FIELDS if f not in values}
+        out.append(GpuSample(t=t, gpu=gpu, source="sim-model", simulated=True, null_reasons=reasons, **values))
+    return out
+
+
+class SimMetricsSource:
+    """Scrapes the simulated engine's /metrics."""
+
+    name = "sim-model"
+
+    def __init__(self, base_url: str, *, timeout_s: float = 2.0) -> None:
+        self.url = base_url.rstrip("/") + "/metrics"
+        self.timeout_s = timeout_s
+
+    def read(self, t: float) -> list[GpuSample]:
+        try:
+            with urllib.request.urlopen(self.url, timeout=self.timeout_s) as resp:  # noqa: S310 (our own URL)
+                text = resp.read().decode()
+        except OSError as exc:
+            raise TelemetryUnavailableError(f"GET {self.url} failed: {exc}") from exc
+        return parse_sim_metrics(text, t)
+
+
+class NoTelemetry:
+    """A source that can never be read (e.g. a backend without GPUs); every sample is null with `reason`."""
+
+    name = "none"
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+    def read(self, t: float) -> list[GpuSample]:
+        raise TelemetryUnavailableError(self.reason)
+
+
+# -----------------------------------------------------------------------------------------------------------
+# sampler
+# -----------------------------------------------------------------------------------------------------------
+class TelemetrySampler:
+    """Reads `source` every `interval_s` on a daemon thread; use as a context manager around serving.
+
+    A failed read adds null samples with the reason (for the GPUs seen so far), so gaps are visible in the
+    stored series rather than silently missing.
+    """
+
+    def __init__(self, source: TelemetrySource, *, interval_s: float = 1.0,
+                 clock: Callable[[], float] = time.time, max_samples: int = 500_000) -> None:
+        self.source = source
+        self.interval_s = interval_s
+        self._clock = clock
+        self._samples: list[GpuSample] = []
+        self._gpus: list[int] = []
+        self._lock = threading.Condition()
+        self._latest_t: float | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.max_samples = max_samples
+
+    def sample_once(self) -> list[GpuSample]:
+        """One read (stamped with the clock), appended to the series and returned."""
+        t = self._clock()
+        try:
+            got = self.source.read(t)
+            self._gpus = sorted({s.gpu for s in got})
+        except Exception as exc:
+            reason = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+            got = unavailable(t, self.source.name, reason, self._gpus or (ALL_GPUS,),
+                              simulated=isinstance(self.source, SimMetricsSource))
+        with self._lock:
+            if len(self._samples) < self.max_samples:
+                self._samples.extend(got)
+            self._latest_t = t if self._latest_t is None else max(self._latest_t, t)
+            self._lock.notify_all()
+        return got
+
+    def wait_for_sample_after(self, t: float, timeout_s: float) -> bool:
+        """Block until a read stamped at or after `t` exists (True) or `timeout_s` has passed (False).
+
+        A benchmark window is only integrable once a reading closes it (InferenceX requires readings on both
+        sides of the window), so a caller waits for the next tick after its window ends.
+        """
+        with self._lock:
+            return self._lock.wait_for(lambda: self._latest_t is not None and self._latest_t >= t, timeout=timeout_s)
+
+    def start(self) -> TelemetrySampler:
+        if self._thread is None:
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._loop, name=f"telemetry-{self.source.name}", daemon=True)
+            self._thread.start()
+        return self
+
+    def stop(self) -> list[GpuSample]:
+        """Stop sampling (and close the source if it has `close`); returns the whole series."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=self.interval_s + 10)
+            self._thread = None
+        close = getattr(self.source, "close", None)
+        if callable(close):
+            close()
+        return self.samples
+
+    @property
+    def samples(self) -> list[GpuSample]:
+        with self._lock:
+            return list(self._samples)
+
+    def _loop(self) -> None:
+        next_t = time.monotonic()
+        while not self._stop.is_set():
+            self.sample_once()
+            next_t += self.interval_s
+            # Fixed-rate schedule; after a slow read skip missed ticks rather than bursting.
+            delay = next_t - time.monotonic()
+            if delay < 0:
+                next_t = time.monotonic()
+                delay = 0
+            self._stop.wait(delay)
+
+    def __enter__(self) -> TelemetrySampler:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def source_for(handle: Any, *, docker_client: docker.DockerClient | None = None) -> TelemetrySource:
+    """The right source for a started server (`ServerHandle`): sim → /metrics, docker → exec, process → host.
+
+    For Docker without `docker_client`, a client for the handle's engine URL is made and closed on `stop()`.
+    """
+    backend = str(getattr(handle, "backend", ""))
+    if backend.startswith("sim"):
+        return SimMetricsSource(handle.base_url)
+    if "docker" in backend:
+        if docker_client is not None:
+            return NvidiaSmiSource.in_container(docker_client, handle.id)
+        import docker
+
+        url = (getattr(handle, "extra", None) or {}).get("docker_url")
+        try:
+            client = docker.DockerClient(base_url=url, timeout=30) if url else docker.from_env(timeout=30)
+        except docker.errors.DockerException as exc:
+            return NoTelemetry(f"Docker engine {url or 'DOCKER_HOST'} unreachable: {exc}")
+        return NvidiaSmiSource.in_container(client, handle.id, owns_client=True)
+    if backend.startswith(("process", "vllm-process", "local")):
+        return NvidiaSmiSource.local()
+    return NoTelemetry(f"no telemetry source for backend {backend!r}")
+
+
+# -----------------------------------------------------------------------------------------------------------
+# energy: InferenceX's `utils/aggregate_power.py` method
+# -----------------------------------------------------------------------------------------------------------
+#: InferenceX's longest allowed gap between two power readings of one GPU; readings further than this outside
+#: the window are not looked at (so an unreadable one there does not invalidate it).
+MAX_SAMPLE_GAP_S = 3.0
+INTEGRATION_METHOD = "per_device_trapezoidal_with_linear_boundary_interpolation"
+
+
+@dataclass(frozen=True)
+class EnergyWindow:
+    """Energy over one benchmark window, integrated per GPU exactly as InferenceX's `aggregate_power.py`.
+
+    Every figure is None, with `reason` and InferenceX's reason codes in `invalid_reasons`, unless each GPU's
+    readings bracket the window with no gap over `max_sample_gap_s` and every reading near it is readable
+    (with no output tokens, energy and power stand and only the per-token figures are None). `avg_power_w` is the summed power of all GPUs (InferenceX: `avg_total_gpu_power_w`); InferenceX's own
+    `avg_power_w` (per GPU) is `avg_power_per_gpu_w`. `per_gpu_*` are kept for audit even when invalid.
+    """
+
+    energy_j: float | None
+    avg_power_w: float | None
+    joules_per_token: float | None
+    tokens_per_s_per_mw: float | None
+    gpus: int
+    simulated: bool
+    reason: str | None = None
+    avg_power_per_gpu_w: float | None = None
+    invalid_reasons: tuple[str, ...] = ()
+    per_gpu_energy_j: dict[str, float] = field(default_factory=dict)
+    per_gpu_max_sample_gap_s: dict[str, float] = field(default_factory=dict)
+    start_unix: float | None = None
+    end_unix: float | None = None
+    max_sample_gap_s: float = MAX_SAMPLE_GAP_S
+    method: str = INTEGRATION_METHOD
+
+
+def _power_at(series: Sequence[tuple[float, float]], t: float) -> float:
+    """Power at `t` by linear interpolation between the bracketing readings (a reading at `t` wins)."""
+    times = [ts for ts, _ in series]
+    right = bisect.bisect_left(times, t)
+    if right < len(series) and math.isclose(series[right][0], t, rel_tol=0.0, abs_tol=1e-9):
+        return series[right][1]
+    if right == 0 or right == len(series):
+        raise ValueError(f"{t} is outside the readings ({series[0][0]} .. {series[-1][0]}): not extrapolated")
+    (ta, pa), (tb, pb) = series[right - 1], series[right]
+    return pa + (t - ta) / (tb - ta) * (pb - pa)
+
+
+def _integrate_device(series: Sequence[tuple[float, float]], t0: float, t1: float) -> float:
+    """Trapezoids over [t0, t1] through the readings inside it, the ends interpolated."""
+    points = [(t0, _power_at(series, t0)), *((t, p) for t, p in series if t0 < t < t1), (t1, _power_at(series, t1))]
+    return sum((tb - ta) * (pa + pb) / 2.0 for (ta, pa), (tb, pb) in pairwise(points))
+
+
+def _device_series(samples: Iterable[GpuSample], t0: float, t1: float, max_gap_s: float,
+                   note: Callable[[str, str], None]) -> dict[int, list[tuple[float, float]]]:
+    """Readable (t, W) per GPU within `max_gap_s` of the window, sorted; equal timestamps averaged."""
+    raw: dict[int, dict[float, list[float]]] = {}
+    for s in samples:
+        if not math.isfinite(s.t):
+            note("invalid_timestamp_sample", f"a reading has a non-finite timestamp ({s.t})")
+            continue
+        if s.t < t0 - max_gap_s or s.t > t1 + max_gap_s:
+            continue
+        p = s.power_w
+        if p is None or not math.isfinite(p) or p < 0:
+            why = s.null_reasons.get("power_w") or f"{p} W"
+            gpu = "" if s.gpu == ALL_GPUS else f"GPU {s.gpu} "
+            note("invalid_power_sample", f"{gpu}power unreadable at {s.t:.3f} ({why})")
+            continue
+        raw.setdefault(s.gpu, {}).setdefault(s.t, []).append(p)
+    # statistics.mean, as InferenceX, so duplicate readings average to the same float
+    return {g: sorted((t, v[0] if len(v) == 1 else statistics.mean(v)) for t, v in by_t.items())
+            for g, by_t in raw.items()}
+
+
+def energy_window(samples: Iterable[GpuSample], t0: float, t1: float, output_tokens: int, *,
+                  expected_gpus: int | None = None, max_gap_s: float = MAX_SAMPLE_GAP_S) -> EnergyWindow:
+    """Integrate GPU power over [t0, t1] (unix seconds) → energy, J/output token and average power.
+
+    InferenceX's rules: each GPU is integrated on its own (trapezoids through its readings, linearly
+    interpolated at both window ends) and the energies summed. The window is invalid when a reading within
+    `max_gap_s` of it is unreadable, a GPU has fewer than 2 readings or none at/before `t0` or at/after `t1`,
+    two consecutive readings that span part of the window are more than `max_gap_s` apart, or the GPU count
+    differs from `expected_gpus` (when given).
+    """
+    samples = list(samples)
+    simulated = any(s.simulated for s in samples)
+    span: dict[str, Any] = {"start_unix": t0 if math.isfinite(t0) else None,
+                            "end_unix": t1 if math.isfinite(t1) else None, "max_sample_gap_s": max_gap_s}
+    problems: dict[str, str] = {}  # InferenceX reason code → first detail, in discovery order
+    per_gpu_energy: dict[str, float] = {}
+    per_gpu_gap: dict[str, float] = {}
+
+    def note(code: str, detail: str) -> None:
+        problems.setdefault(code, detail)
+
+    def invalid(gpus: int = 0) -> EnergyWindow:
+        return EnergyWindow(None, None, None, None, gpus, simulated, "; ".join(problems.values()),
+                            invalid_reasons=tuple(problems), per_gpu_energy_j=per_gpu_energy,
+                            per_gpu_max_sample_gap_s=per_gpu_gap, **span)
+
+    if not (math.isfinite(t0) and math.isfinite(t1)) or t1 <= t0:
+        note("invalid_benchmark_window", f"empty or unknown benchmark window ({t0} .. {t1})")
+        return invalid()
+    if not math.isfinite(max_gap_s) or max_gap_s <= 0:
+        note("invalid_max_sample_gap", f"max sample gap must be > 0 s, got {max_gap_s}")
+        return invalid()
+    if expected_gpus is not None and expected_gpus <= 0:
+        note("invalid_expected_gpu_count", f"expected GPU count must be ≥ 1, got {expected_gpus}")
+    series = _device_series(samples, t0, t1, max_gap_s, note)
+    if not series:
+        note("no_usable_power_samples", f"no readable power sample within {max_gap_s:g} s of the window")
+        return invalid()
+    gpus = sorted(series)
+    if expected_gpus is not None and expected_gpus > 0 and len(gpus) != expected_gpus:
+        note("expected_gpu_count_mismatch",
+             f"telemetry shows {len(gpus)} GPUs {gpus}, the server uses {expected_gpus}")
+    for g in gpus:
+        dev = series[g]
+        if len(dev) < 2:
+            note("insufficient_power_samples", f"GPU {g} has {len(dev)} reading within {max_gap_s:g} s of the window")
+            continue
+        if dev[0][0] > t0 or dev[-1][0] < t1:
+            note("benchmark_window_not_bracketed", f"GPU {g} readings span {dev[0][0]:.3f} .. {dev[-1][0]:.3f}, "
+                                                   f"not the whole window {t0:.3f} .. {t1:.3f}")
+            continue
+        times = [t for t, _ in dev]
+        around = dev[bisect.bisect_right(times, t0) - 1 : bisect.bisect_left(times, t1) + 1]
+        gap = max((tb - ta for (ta, _), (tb, _) in pairwise(around)), default=0.0)
+        per_gpu_gap[str(g)] = gap
+        if gap > max_gap_s:
+            note("sampling_gap_exceeded",
+                 f"GPU {g} has {gap:.1f} s between power readings in the window (max {max_gap_s:g} s)")
+        per_gpu_energy[str(g)] = _integrate_device(dev, t0, t1)
+    if problems:
+        return invalid(len(gpus))
+    energy = sum(per_gpu_energy.values())
+    duration = t1 - t0
+    avg = energy / duration
+    if output_tokens <= 0:  # energy and power stand; per-token figures do not exist
+        return EnergyWindow(energy, avg, None, None, len(gpus), simulated, "no output tokens in the window",
+                            avg_power_per_gpu_w=avg / len(gpus), invalid_reasons=("invalid_output_token_count",),
+                            per_gpu_energy_j=per_gpu_energy, per_gpu_max_sample_gap_s=per_gpu_gap, **span)
+    tok_per_mw = (output_tokens / duration) / (avg / 1e6) if avg > 0 else None
+    return EnergyWindow(energy, avg, energy / output_tokens, tok_per_mw, len(gpus), simulated,
+                        avg_power_per_gpu_w=avg / len(gpus), per_gpu_energy_j=per_gpu_energy,
+                        per_gpu_max_sample_gap_s=per_gpu_gap, **span)
+
+
+def energy_per_token(samples: Iterable[GpuSample], t0: float, t1: float,
+                     output_tokens: int) -> tuple[float | None, float | None]:
+    """(joules per output token, average summed GPU power in W) over [t0, t1]; None where unreadable."""
+    w = energy_window(samples, t0, t1, output_tokens)
+    return w.joules_per_token, w.avg_power_w
