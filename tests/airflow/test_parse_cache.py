@@ -51,3 +51,21 @@ def test_corrupt_cache_falls_back_to_a_full_load(configs: Path, tmp_path: Path) 
 
 def test_disabled_cache_reads_the_files(configs: Path) -> None:
     assert pc.load_dag_specs([configs / "demo.yaml"], None)
+
+
+def test_a_file_added_to_a_configured_folder_invalidates_the_cache(configs: Path, tmp_path: Path) -> None:
+    """A new sweep file in a configured folder was ignored until something else changed (issue 16): the
+    key covers the folder's listing, good file or bad."""
+    cache = tmp_path / "cache"
+    first = pc.load_dag_specs([configs], cache)
+    assert [s.dag_id for s in first] == ["llama3.1-8b-bf16-sim-h100-vllm"]
+    (configs / "second.yaml").write_text(
+        "sweep: second\nengine: sim\nentries:\n  second-key:\n    image: vllm/vllm-openai:v0.11.0\n"
+        "    model: meta-llama/Llama-3.1-8B-Instruct\n    model-prefix: llama3.1-8b\n    runner: sim-h100\n"
+        "    precision: bf16\n    framework: vllm\n    multinode: false\n    scenarios:\n      fixed-seq-len:\n"
+        "      - {isl: 1024, osl: 128, search-space: [{tp: 1, conc-list: [1]}]}\n")
+    assert sorted(s.dag_id for s in pc.load_dag_specs([configs], cache)) == [
+        "llama3.1-8b-bf16-sim-h100-vllm", "second-key"]
+    (configs / "broken.yaml").write_text("sweep: broken\nentries: [\n")
+    with pytest.raises(Exception, match="broken.yaml"):
+        pc.load_dag_specs([configs], cache)

@@ -43,3 +43,38 @@ def test_empty_document() -> None:
     issues = IssueCollector()
     doc = parse_yaml("", "f.yaml", issues)
     assert doc is not None and doc.data is None
+
+
+def _issues(text: str) -> list[str]:
+    issues = IssueCollector()
+    parse_yaml(text, "f.yaml", issues)
+    return [str(i) for i in issues.issues]
+
+
+def test_an_alias_bomb_is_refused_with_the_limit_named() -> None:
+    """A 300-byte billion-laughs file used to run for half a minute and gigabytes before a MemoryError."""
+    text = "a: &a [lol,lol,lol,lol,lol,lol,lol,lol,lol]\n" + "".join(
+        f"{chr(98 + i)}: &{chr(98 + i)} [" + ",".join(["*" + chr(97 + i)] * 9) + "]\n" for i in range(8))
+    [message] = _issues(text)
+    assert "YAML aliases expand to more than 100,000 values" in message and message.startswith("f.yaml:")
+
+
+def test_small_aliases_still_work() -> None:
+    issues = IssueCollector()
+    doc = parse_yaml("base: &b {tp: 8, conc-list: [1, 2]}\npoints: [*b, *b]\n", "f.yaml", issues)
+    assert issues.issues == [] and doc is not None and doc.data["points"] == [{"tp": 8, "conc-list": [1, 2]}] * 2
+
+
+def test_deep_nesting_is_refused_not_a_recursion_error() -> None:
+    [message] = _issues("x: " + "{a: " * 600 + "1" + "}" * 600 + "\n")
+    assert "nested more than 64 levels deep" in message
+
+
+def test_impossible_dates_name_the_key_and_the_fix() -> None:
+    """`2026-13-45` as a key or a value raised an uncaught ValueError from PyYAML's date resolver."""
+    assert _issues("image-history: {2026-13-45: x}\nwhen: 2026-02-30\n") == [
+        "f.yaml:1: image-history: cannot read key '2026-13-45': month must be in 1..12 "
+        "(allowed: a real date (YYYY-MM-DD), or quote the key)",
+        "f.yaml:2: when: cannot read value '2026-02-30': day is out of range for month "
+        "(allowed: a real date (YYYY-MM-DD), or quote the value)",
+    ]

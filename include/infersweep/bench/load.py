@@ -146,9 +146,11 @@ async def _dispatch(
 
     tasks = []
     for i, off in enumerate(arrivals):
-        delay = t_start + off - time.perf_counter()
-        if delay > 0:
+        target = t_start + off
+        # uvloop's timers truncate to whole milliseconds, so one sleep can end up to 1 ms early: sleep again
+        # until the arrival time has really come (a request is never sent before its scheduled time).
+        while (delay := target - time.perf_counter()) > 0:
             await asyncio.sleep(delay)
-        recs[i].t_sched = t_start + off
+        recs[i].t_sched = target
         tasks.append(asyncio.create_task(gated(i)))
     await asyncio.gather(*tasks)

@@ -135,15 +135,63 @@ def key_path_at(text: str, line: int) -> str:
     return format_path([part for _, part, _ in stack])
 
 
+_UNREAD = object()
+#: Deeper than any real config (the master schema nests 7 levels); Python's recursion limit would fail first.
+MAX_DEPTH = 64
+#: Values an aliased (`*anchor`) node may expand to in all: a billion-laughs file would otherwise build
+#: billions of objects. Real configs use a few small anchors.
+MAX_ALIAS_VALUES = 100_000
+
+
 class _Builder:
     def __init__(self, loader: Any, doc: YamlDoc, issues: IssueCollector) -> None:
         self.loader = loader
         self.doc = doc
         self.issues = issues
         self._active: set[int] = set()
+        self._seen: set[int] = set()
+        self._alias_values = 0
+        self._alias_depth = 0
+        self._stopped = False
+        self._keys: dict[int, Any] = {}
 
     def build(self, node: yaml.Node, path: tuple[PathPart, ...]) -> Any:
+        if self._stopped:
+            return None
         self.doc.lines.setdefault(path, node.start_mark.line + 1)
+        if len(path) > MAX_DEPTH:
+            self._stop(node, path, f"nested more than {MAX_DEPTH} levels deep",
+                       f"at most {MAX_DEPTH} levels of mappings and lists")
+            return None
+        repeat = id(node) in self._seen and isinstance(node, yaml.MappingNode | yaml.SequenceNode)
+        self._seen.add(id(node))
+        if repeat or self._alias_depth:
+            # Inside an alias's second (or later) expansion: count what it costs.
+            self._alias_values += 1
+            if self._alias_values > MAX_ALIAS_VALUES:
+                self._stop(node, path, f"YAML aliases expand to more than {MAX_ALIAS_VALUES:,} values",
+                           "fewer or smaller *aliases (an alias bomb is refused)")
+                return None
+        if repeat:
+            self._alias_depth += 1
+            try:
+                return self._build(node, path)
+            finally:
+                self._alias_depth -= 1
+        return self._build(node, path)
+
+    def _forget(self, node: yaml.Node) -> None:
+        # PyYAML marks a node "under construction" and leaves the mark when its constructor raises; the next
+        # read of the same node would then be reported as a recursive node instead of its real problem.
+        getattr(self.loader, "recursive_objects", {}).pop(node, None)
+
+    def _stop(self, node: yaml.Node, path: tuple[PathPart, ...], message: str, allowed: str) -> None:
+        """Report one limit and stop building: the rest of such a document is not worth reading."""
+        self._stopped = True
+        self.issues.add(self.doc.file, node.start_mark.line + 1, message, field_path=format_path(path[:MAX_DEPTH]),
+                        allowed=allowed)
+
+    def _build(self, node: yaml.Node, path: tuple[PathPart, ...]) -> Any:
         if id(node) in self._active:
             self.issues.add(self.doc.file, node.start_mark.line + 1, "recursive YAML alias",
                             field_path=format_path(path))
@@ -169,6 +217,11 @@ class _Builder:
         except yaml.constructor.ConstructorError as exc:
             self.issues.add(self.doc.file, node.start_mark.line + 1, f"cannot read value: {exc.problem}",
                             field_path=format_path(path))
+            return None
+        except ValueError as exc:  # e.g. a timestamp-shaped value that is no date: 2026-13-45
+            self._forget(node)
+            self.issues.add(self.doc.file, node.start_mark.line + 1, f"cannot read value {node.value!r}: {exc}",
+                            field_path=format_path(path), allowed="a real date (YYYY-MM-DD), or quote the value")
             return None
 
     def _mapping(self, node: yaml.MappingNode, path: tuple[PathPart, ...]) -> dict[Any, Any]:
@@ -197,8 +250,22 @@ class _Builder:
         return out
 
     def _key(self, key_node: yaml.Node, path: tuple[PathPart, ...]) -> Any:
+        # Each key is read once (the duplicate check and the build both ask), so a bad key is reported once.
+        found = self._keys.get(id(key_node), _UNREAD)
+        if found is _UNREAD:
+            found = self._keys[id(key_node)] = self._read_key(key_node, path)
+        return found
+
+    def _read_key(self, key_node: yaml.Node, path: tuple[PathPart, ...]) -> Any:
         if not isinstance(key_node, yaml.ScalarNode):
             self.issues.add(self.doc.file, key_node.start_mark.line + 1, "mapping keys must be plain scalars",
                             field_path=format_path(path))
             return None
-        return self.loader.construct_object(key_node, deep=True)
+        try:
+            return self.loader.construct_object(key_node, deep=True)
+        except ValueError as exc:  # e.g. an image-history key 2026-13-45
+            self._forget(key_node)
+            self.issues.add(self.doc.file, key_node.start_mark.line + 1,
+                            f"cannot read key {key_node.value!r}: {exc}", field_path=format_path(path),
+                            allowed="a real date (YYYY-MM-DD), or quote the key")
+            return None
