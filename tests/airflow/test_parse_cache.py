@@ -67,5 +67,5 @@ def test_a_file_added_to_a_configured_folder_invalidates_the_cache(configs: Path
     assert sorted(s.dag_id for s in pc.load_dag_specs([configs], cache)) == [
         "llama3.1-8b-bf16-sim-h100-vllm", "second-key"]
     (configs / "broken.yaml").write_text("sweep: broken\nentries: [\n")
-    with pytest.raises(Exception, match="broken.yaml"):
+    with pytest.raises(Exception, match=r"broken\.yaml"):
         pc.load_dag_specs([configs], cache)

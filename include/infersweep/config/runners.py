@@ -14,8 +14,10 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
 
 from infersweep.config.errors import IssueCollector
+from infersweep.config.master import FixedSeqLenPoint
 from infersweep.config.schema_errors import add_validation_issues, validate_yaml
 from infersweep.config.yamlio import YamlDoc, read_yaml
+from infersweep.faults.errors import InfersweepError
 
 
 class RunnerHardware(BaseModel):
@@ -29,6 +31,35 @@ class RunnerHardware(BaseModel):
 
     available_cpu_dram_mib: Annotated[StrictInt, Field(gt=0)] = Field(alias="available-cpu-dram-mib")
     gpus_per_node: Annotated[StrictInt, Field(gt=0)] = Field(alias="gpus-per-node")
+
+    def node_gpus(self, point: FixedSeqLenPoint) -> int:
+        """GPUs one server process of `point` occupies on a node (upstream's sizing rule); raises NodeFitError
+        when the layout cannot tile a node. Single-node: tp x pp x pcp, at most one node. Multinode: the
+        prefill worker's replica, which must divide a node or fill whole nodes (only prefill offloads KV to
+        DRAM today)."""
+        per_node = self.gpus_per_node
+        if point.prefill is None:
+            gpus = (point.tp or 1) * point.pp * point.pcp_size
+            if gpus > per_node:
+                raise NodeFitError(f"tp x pp x pcp-size = {gpus} GPUs, more than gpus-per-node: {per_node}")
+            return gpus
+        w = point.prefill
+        gpus = w.tp * w.pp * w.pcp_size
+        if gpus > per_node:
+            if gpus % per_node:
+                raise NodeFitError(f"prefill tp x pp x pcp-size = {gpus} spans nodes but is not a multiple of "
+                                   f"gpus-per-node: {per_node}")
+            return per_node
+        if per_node % gpus:
+            raise NodeFitError(f"prefill tp x pp x pcp-size = {gpus} does not divide gpus-per-node: {per_node}")
+        return gpus
+
+
+class NodeFitError(InfersweepError, ValueError):
+    """A layout that does not fit (or tile) its runner's nodes."""
+
+    kind = "config_error"
+    transient = False
 
 
 @dataclass(frozen=True)

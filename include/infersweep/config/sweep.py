@@ -38,7 +38,7 @@ from infersweep.config.errors import ConfigIssue, IssueCollector, PathPart, form
 from infersweep.config.inventory import Node
 from infersweep.config.master import FieldProblem, MasterEntry, entry_problems
 from infersweep.config.quirks import ModelQuirks
-from infersweep.config.runners import RunnerHardware, Runners, load_runners
+from infersweep.config.runners import NodeFitError, RunnerHardware, Runners, load_runners
 from infersweep.config.schema_errors import add_validation_issues, validate_yaml
 from infersweep.config.settings import (
     DEFAULT_ENGINE,
@@ -522,8 +522,6 @@ class _SweepLoader:
         """Points against their runner's `hardware:` facts (runners.yaml, since 843c6254f): a single-node
         server must fit on one node, a DRAM-offloading agentic point needs the node's DRAM size, and its
         prefill pool must tile the nodes (upstream's sizing rule)."""
-        from infersweep.plan.planner import PlanInputError, node_gpus
-
         hardware = sweep.runners.hardware if sweep.runners else {}
         for key, entry in sweep.entries.items():
             doc, base = self.entry_lines[key]
@@ -542,8 +540,8 @@ class _SweepLoader:
                 if entry.multinode and not dram:
                     continue  # multinode pools span nodes; only the DRAM budget sizes them per node
                 try:
-                    node_gpus(point, facts.gpus_per_node)
-                except PlanInputError as exc:
+                    facts.node_gpus(point)
+                except NodeFitError as exc:
                     at = (*path, "tp") if point.prefill is None else (*path, "prefill")
                     self.issues.add(doc.file, doc.line_of((*base, *at)), f"{exc} of runner '{entry.runner}'",
                                     config_key=key, field_path=at,

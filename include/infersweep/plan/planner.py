@@ -42,7 +42,7 @@ from infersweep.config.master import (
     geometric,
     seq_len_name,
 )
-from infersweep.config.runners import RunnerHardware
+from infersweep.config.runners import NodeFitError, RunnerHardware
 from infersweep.faults.errors import InfersweepError
 from infersweep.plan.groups import server_tuple
 from infersweep.plan.models import AGENTIC, AgenticJob, Job, MultinodeJob
@@ -254,28 +254,6 @@ def _components(entry: MasterEntry, point: FixedSeqLenPoint) -> dict[str, Any]:
 MAX_AGENTIC_CPU_DRAM_MIB = 2_861_022
 
 
-def node_gpus(point: AgenticPoint | FixedSeqLenPoint, gpus_per_node: int) -> int:
-    """GPUs one server process occupies on a node (upstream's sizing rule); raises PlanInputError when the
-    layout cannot tile a node. Single-node: tp x pp x pcp, at most one node. Multinode: the prefill worker's
-    replica, which must divide a node or fill whole nodes (only prefill offloads KV to DRAM today)."""
-    if point.prefill is None:
-        assert point.tp is not None
-        gpus = point.tp * point.pp * point.pcp_size
-        if gpus > gpus_per_node:
-            raise PlanInputError(f"tp x pp x pcp-size = {gpus} GPUs, more than gpus-per-node: {gpus_per_node}")
-        return gpus
-    w = point.prefill
-    gpus = w.tp * w.pp * w.pcp_size
-    if gpus > gpus_per_node:
-        if gpus % gpus_per_node:
-            raise PlanInputError(f"prefill tp x pp x pcp-size = {gpus} spans nodes but is not a multiple of "
-                                 f"gpus-per-node: {gpus_per_node}")
-        return gpus_per_node
-    if gpus_per_node % gpus:
-        raise PlanInputError(f"prefill tp x pp x pcp-size = {gpus} does not divide gpus-per-node: {gpus_per_node}")
-    return gpus
-
-
 def agentic_dram_offload_gb(cfg: AgenticCoding, point: AgenticPoint, runner: str,
                             hardware: RunnerHardware | None) -> int:
     """The DRAM offload budget (GB) of one agentic server node, exactly as upstream computes it:
@@ -286,7 +264,10 @@ def agentic_dram_offload_gb(cfg: AgenticCoding, point: AgenticPoint, runner: str
         raise PlanInputError(f"runner '{runner}' has no hardware facts; kv-offloading: dram needs "
                              "available-cpu-dram-mib and gpus-per-node under runners.yaml hardware:")
     assert cfg.dram_utilization is not None  # entry_problems guarantees it
-    gpus = node_gpus(point, hardware.gpus_per_node)
+    try:
+        gpus = hardware.node_gpus(point)
+    except NodeFitError as exc:
+        raise PlanInputError(f"{exc} of runner '{runner}'") from exc
     available = min(hardware.available_cpu_dram_mib, MAX_AGENTIC_CPU_DRAM_MIB)
     # Decimal, as upstream: binary floats would round some budgets one GB down.
     budget = Decimal(available) * 1024 * 1024 * Decimal(str(cfg.dram_utilization)) * gpus / hardware.gpus_per_node
