@@ -1,10 +1,12 @@
-"""Sweep DAGs: one per config key in the sweep files (INFERSWEEP_CONFIGS, default configs/).
+"""infersweep's own DAG file: the report DAG, and the generated sweep DAG files kept in step with the configs.
 
-All logic lives in `infersweep.airflow.factory`; this file only asks it to register the DAGs here.
+The sweep DAGs (one per config key in INFERSWEEP_CONFIGS, default configs/) live in generated files under
+infersweep_sweeps/, one source per file, so a broken sweep file costs only its own DAGs; this file reads no
+config and always defines the report DAG. The logic is in `infersweep.airflow.dagfiles`.
 """
 
-from infersweep.airflow.factory import load_dags
+from infersweep.airflow.dagfiles import sync_from_dag_file
 from infersweep.airflow.report_dag import build_report_dag
 
-load_dags(globals())
+sync_from_dag_file(__file__)
 infersweep_report = build_report_dag()

@@ -13,12 +13,12 @@ from datetime import datetime
 
 
 def main() -> int:
-    from airflow.dag_processing.dagbag import DagBag
+    from infersweep.airflow.dagfiles import load_dagbag
 
     dag_id = sys.argv[1]
     conf = json.loads(sys.argv[2]) if len(sys.argv) > 2 else {}
     logical = datetime.fromisoformat(sys.argv[3]) if len(sys.argv) > 3 and sys.argv[3] else None
-    bag = DagBag(dag_folder=os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
+    bag = load_dagbag(os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
     if bag.import_errors:
         print(json.dumps({"import_errors": {str(k): str(v) for k, v in bag.import_errors.items()}}))
         return 2

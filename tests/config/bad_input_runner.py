@@ -24,10 +24,10 @@ def _run(dag: Any, conf: dict[str, Any]) -> dict[str, Any]:
 
 
 def main() -> int:
-    from airflow.dag_processing.dagbag import DagBag
+    from infersweep.airflow.dagfiles import load_dagbag
 
     dag_id, sweep, bad_text, form_conf, advanced_conf = sys.argv[1:6]
-    bag = DagBag(dag_folder=os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
+    bag = load_dagbag(os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
     if bag.import_errors:
         print("BADINPUT-RESULT " + json.dumps({"import_errors": {str(k): str(v) for k, v in bag.import_errors.items()}}))
         return 2

@@ -120,13 +120,16 @@ def test_corpus_covers_every_kind_of_bad_input() -> None:
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_bad_sweep_file_registers_no_dag(name: str, sandbox: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
-    """The DAG file refuses the config: no DAG can be triggered, and the import error has the message."""
-    from airflow.dag_processing.dagbag import DagBag
+    """The sweep file's own DAG file refuses the config: no sweep DAG can be triggered, the report DAG
+    survives, and the import error (of that generated file alone) has the message."""
+    from infersweep.airflow.dagfiles import SUBDIR, load_dagbag
+    from infersweep.airflow.report_dag import REPORT_DAG_ID
 
     monkeypatch.setenv("INFERSWEEP_CONFIGS", name)  # relative to the corpus (the cwd), as messages pin it
-    bag = DagBag(dag_folder=str(ROOT / "dags"))
-    assert bag.dags == {}
-    (error,) = bag.import_errors.values()
+    bag = load_dagbag(ROOT / "dags")
+    assert set(bag.dags) == {REPORT_DAG_ID}
+    ((path, error),) = bag.import_errors.items()
+    assert f"/{SUBDIR}/" in path
     for message in EXPECTED[name]:
         assert message in error, error
     assert_nothing_started(sandbox)

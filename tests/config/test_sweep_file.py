@@ -71,8 +71,10 @@ def test_runner_hardware_is_validated(tmp_path: Path) -> None:
     assert "hardware.h200.gpu: unknown key 'gpu'" in text
 
 
-def test_sweep_file_selects_master_keys_by_glob(tmp_path: Path) -> None:
-    """`masters:` paths are relative to the sweep file; config-keys globs select entries."""
+def test_sweep_file_selects_master_keys_by_glob(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`masters:` paths are relative to the sweep file; config-keys globs select entries (a master outside the
+    sweep file's folder needs its folder allowed)."""
+    monkeypatch.setenv("INFERSWEEP_CONFIG_ROOTS", str(tmp_path / "ix"))
     write(tmp_path / "ix" / "master.yaml", master() + master("m2-fp8-h200-vllm"))
     path = write(tmp_path / "sweeps" / "s.yaml", """
         sweep: s
@@ -110,8 +112,9 @@ def test_defaults(tmp_path: Path) -> None:
     assert settings.eval.threshold_for("anything") == 0.90
 
 
-def test_eval_thresholds_file(tmp_path: Path, inferencex_dir: Path) -> None:
+def test_eval_thresholds_file(tmp_path: Path, inferencex_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """thresholds-file reads InferenceX's eval-thresholds.json: per-model first, then the file default."""
+    monkeypatch.setenv("INFERSWEEP_CONFIG_ROOTS", str(inferencex_dir))
     path = write(tmp_path / "s.yaml", f"sweep: s\neval: {{thresholds-file: {inferencex_dir / 'eval-thresholds.json'}}}\n")
     settings = load_sweep([path]).default.eval
     assert settings.threshold_for("glm5") == 0.94

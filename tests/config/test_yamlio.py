@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import gc
+from pathlib import Path
+
+import pytest
+import yaml
+
+from infersweep.config import yamlio
 from infersweep.config.errors import IssueCollector
-from infersweep.config.yamlio import parse_yaml
+from infersweep.config.yamlio import is_yaml_name, key_path_at, parse_yaml, value_bound
 
 
 def test_lines_of_keys_and_items() -> None:
@@ -78,3 +85,111 @@ def test_impossible_dates_name_the_key_and_the_fix() -> None:
         "f.yaml:2: when: cannot read value '2026-02-30': day is out of range for month "
         "(allowed: a real date (YYYY-MM-DD), or quote the value)",
     ]
+
+
+# -- hostile input (issue 16); the corpus of whole files is tests/config/test_hostile_loader.py --------------
+
+
+@pytest.mark.timeout(60)  # the quadratic version took minutes on these lines; no duration is asserted
+def test_key_path_search_is_linear_on_long_lines() -> None:
+    """A line of 2 MB of blanks without ':' (the regex used to split each run of blanks both ways), and one of
+    half a million `- ` items (each used to copy the rest of the line)."""
+    assert key_path_at("a:\n  b: 1\nc" + " " * 2_000_000 + "d\n", 3) == "a.b"  # a line without a key adds none
+    assert key_path_at("a:\n  " + "- " * 500_000 + "x: 1\n", 2).startswith("a[0][0][0]")
+    assert key_path_at("k" * 1_000 + "  : 1\n", 1) == "k" * 80 + "…(1,000 characters)"
+
+
+def test_key_path_of_quoted_and_spaced_keys() -> None:
+    text = "'a b' :\n  \"c\":\n    - d  : 1\n      e:\n"
+    assert [key_path_at(text, n) for n in (1, 2, 3, 4)] == ["a b", "a b.c", "a b.c[0].d", "a b.c[0].e"]
+
+
+def test_a_byte_order_mark_is_read_past() -> None:
+    issues = IssueCollector()
+    doc = parse_yaml("\ufeffsweep: x\nb: 1\n", "f.yaml", issues)
+    assert doc is not None and doc.data == {"sweep": "x", "b": 1} and doc.line_of(("b",)) == 2
+    assert _issues("\ufeffsweep: x\n  b: 1\n") == [
+        "f.yaml:2: sweep.b: YAML syntax error: mapping values are not allowed in this context "
+        "(allowed: valid YAML; check indentation, quotes and ':' after keys)"]
+
+
+def test_the_pure_python_fallback_parser_is_bounded_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without libyaml: a BOM parses, deep nesting is the depth limit (not a RecursionError from PyYAML's
+    recursive composer), and a control character names its line."""
+    monkeypatch.setattr(yamlio, "_Loader", yaml.SafeLoader)
+    issues = IssueCollector()
+    doc = parse_yaml("\ufeffsweep: x\n", "f.yaml", issues)
+    assert doc is not None and doc.data == {"sweep": "x"}
+    assert _issues("x: " + "[" * 5_000 + "]" * 5_000 + "\n") == [
+        "f.yaml: nested more than 64 levels deep (allowed: at most 64 levels of mappings and lists)"]
+    assert _issues("a: 1\nb: \x07\n") == [
+        "f.yaml:2: b: YAML syntax error: control character U+0007 is not allowed "
+        "(allowed: printable text; in a double-quoted string write it as an escape, e.g. \\t or \\x07)"]
+
+
+def test_lone_surrogates_are_an_issue() -> None:
+    assert _issues("a: 1\nb: x\ud800\n") == [
+        "f.yaml:2: b: not valid Unicode text: surrogates not allowed at character 9 "
+        "(allowed: UTF-8 text; re-save the file as UTF-8 (e.g. iconv -f latin1 -t utf-8))"]
+
+
+@pytest.mark.parametrize("text", [
+    "x: !!bool maybe", "x: !!timestamp nope", "x: !!int ''", "x: !!float ''", "!!bool maybe: 1", "x: {<<: 1}",
+    "x: {<<: [1]}", "x: !!binary 1", "x: !foo {a: 1}", "x: 1" + ":1" * 200 + ".5", "x: " + "1" * 5_000,
+    "!foo x: 1", "? [a]\n: 1",
+])
+def test_values_pyyaml_chokes_on_are_one_issue_each(text: str) -> None:
+    """Each used to raise from PyYAML (KeyError, AttributeError, IndexError, ConstructorError, OverflowError)
+    or take quadratic time; now it is one issue with its line, and no half-read document is returned."""
+    issues = IssueCollector()
+    assert parse_yaml(text + "\n", "f.yaml", issues) is None
+    [issue] = issues.issues
+    assert issue.line == 1 and issue.allowed, issue
+
+
+def test_duplicate_keys_keep_the_document_but_an_unreadable_value_does_not() -> None:
+    """A duplicate key is reported and the data still checked; an unreadable value would otherwise surface a
+    second, misleading schema error ("expected an integer, got nothing")."""
+    issues = IssueCollector()
+    assert parse_yaml("a: 1\na: 2\n", "f.yaml", issues) is not None
+    assert parse_yaml("a: !!int nope\n", "f.yaml", IssueCollector()) is None
+
+
+def test_the_value_bound_is_an_upper_bound() -> None:
+    docs = ["", "a", "- - - a", "-", "a: b", "[a, b: c, {d, e}]", "{a, b, ? c}", "? a\n: b\n", "a:\n- \n-\n",
+            "[[[[]]]]", "{a: [1, {b: [2, 3]}]}", "x: !!set {a, b}", "--- a\n", "a: &x [1, 2]\nb: *x\n",
+            *(p.read_text() for p in Path(__file__).parents[2].glob("configs/*.yaml"))]
+    for text in docs:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        count, stack = 0, [node] if node is not None else []
+        seen: set[int] = set()
+        while stack:
+            n = stack.pop()
+            if id(n) in seen:
+                continue
+            seen.add(id(n))
+            count += 1
+            if isinstance(n, yaml.SequenceNode):
+                stack.extend(n.value)
+            elif isinstance(n, yaml.MappingNode):
+                stack.extend(x for pair in n.value for x in pair)
+        assert count <= value_bound(text), text
+
+
+def test_merge_keys_within_the_budget_still_merge() -> None:
+    issues = IssueCollector()
+    text = "a: &a {" + ", ".join(f"k{i}: {i}" for i in range(100)) + "}\nb: {<<: [" + ", ".join(["*a"] * 50) + "], k0: x}\n"
+    doc = parse_yaml(text, "f.yaml", issues)
+    assert issues.issues == [] and doc is not None and len(doc.data["b"]) == 100 and doc.data["b"]["k0"] == "x"
+
+
+def test_the_garbage_collector_is_back_on_after_a_parse() -> None:
+    assert gc.isenabled()
+    parse_yaml("a: [1, 2\n", "f.yaml", IssueCollector())
+    parse_yaml("a: 1\n", "f.yaml", IssueCollector())
+    assert gc.isenabled()
+
+
+def test_yaml_names_in_any_case() -> None:
+    assert all(map(is_yaml_name, ["a.yaml", "B.YAML", "c.Yml", "d.yml"]))
+    assert not any(map(is_yaml_name, ["a.yaml.bak", "b.json", "yaml", "c.yaml~"]))

@@ -22,9 +22,9 @@ def dagbag(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
 
     # Parse time must not open sockets (DB, hub, docker) — the DagBag must still load.
     monkeypatch.setattr(socket.socket, "connect", _no_network)
-    from airflow.dag_processing.dagbag import DagBag
+    from infersweep.airflow.dagfiles import load_dagbag
 
-    return DagBag(dag_folder=str(ROOT / "dags"))
+    return load_dagbag(ROOT / "dags")
 
 
 def test_no_import_errors(dagbag) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import socket
 import subprocess
 import sys
@@ -80,13 +81,18 @@ def airflow_stack(tmp: Path, *, configs: str, extra_env: dict[str, str] | None =
     _pg_admin(f'CREATE DATABASE "{results_db}"')
     home = tmp / "airflow"
     home.mkdir(parents=True)
+    # A private dags folder (the repo's own DAG file, copied): the generated sweep DAG files of this stack's
+    # configs are written beside it, not into the checkout.
+    dags = tmp / "dags"
+    dags.mkdir()
+    shutil.copy2(ROOT / "dags" / "infersweep_dags.py", dags / "infersweep_dags.py")
     port = free_port()
     results_url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{results_db}"
     env = dict(os.environ)
     env.update(
         {
             "AIRFLOW_HOME": str(home),
-            "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
             "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",

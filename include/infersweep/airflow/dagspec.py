@@ -40,6 +40,8 @@ class DagSpec(BaseModel):
     n_agentic: int = 0
     tags: tuple[str, ...]
     doc_md: str
+    #: "file:line" of the config key's entry (names the first definition when two sources clash).
+    defined_at: str | None = None
 
 
 def _doc_md(key: str, sweep: Sweep, n_points: int, n_agentic: int = 0) -> str:
@@ -94,5 +96,6 @@ def dag_specs(sweep: Sweep) -> list[DagSpec]:
             pcps=tuple(sorted({j.pcp_size for j in jobs})) or (1,),
             tags=tuple(sorted({entry.model_prefix, entry.runner, entry.framework, entry.precision})),
             doc_md=_doc_md(key, sweep, len(jobs), agentic[key]),
+            defined_at="{}:{}".format(*sweep.sources[key]) if key in sweep.sources else None,
         ))
     return specs

@@ -66,13 +66,12 @@ def run_demo(*, configs: list[Path], work_dir: Path, engine: str | None = None, 
 
 def _child() -> int:
     """Inside the prepared environment: dag.test() every sweep DAG, then print the summary."""
-    from airflow.dag_processing.dagbag import DagBag
-
     from infersweep.airflow import steps
+    from infersweep.airflow.dagfiles import load_dagbag
     from infersweep.airflow.report_dag import REPORT_DAG_ID
 
     conf = json.loads(os.environ.get("INFERSWEEP_DEMO_CONF", "{}"))
-    bag = DagBag(dag_folder=os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
+    bag = load_dagbag(os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
     if bag.import_errors:
         for path, err in bag.import_errors.items():
             sys.stderr.write(f"{path}: {err}\n")

@@ -8,8 +8,6 @@ chains were measured at 31 s per parse cycle at fleet size; mapping keeps parsin
 
 from __future__ import annotations
 
-import gc
-from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -21,7 +19,6 @@ from infersweep.airflow import tasks
 from infersweep.airflow.bootstrap import pool_name
 from infersweep.airflow.dagspec import DagSpec, dag_specs
 from infersweep.airflow.params import build_params
-from infersweep.airflow.parse_cache import load_dag_specs
 from infersweep.airflow.payloads import WorkItem
 from infersweep.airflow.retry import FailureClassRetryPolicy
 from infersweep.airflow.settings import AirflowSettings
@@ -30,8 +27,9 @@ from infersweep.config.sweep import Sweep
 START_DATE = datetime(2026, 1, 1, tzinfo=UTC)
 
 
-def build_sweep_dag(spec: DagSpec, settings: AirflowSettings) -> DAG:
-    """One sweep DAG for one config key."""
+def build_sweep_dag(spec: DagSpec, settings: AirflowSettings, *, source: str | Path | None = None) -> DAG:
+    """One sweep DAG for one config key. `source` is the config file (sweep or master file) the key comes
+    from: the run's plan task loads that file alone, so another broken file cannot fail this DAG's runs."""
     key = spec.dag_id
     node_kwargs: dict[str, Any] = {"pool": pool_name(spec.runner)}
     if settings.celery_queues:
@@ -69,7 +67,7 @@ def build_sweep_dag(spec: DagSpec, settings: AirflowSettings) -> DAG:
             fetched >> served
             warmed >> measured >> evaluated >> stopped
 
-        planned = tasks.plan(key)
+        planned = tasks.plan(key, str(source) if source is not None else None)
         chains = serve_group.expand(work=planned)
         chains >> tasks.finalize(key)
     # The trigger params are set once the tasks exist: Airflow deep-copies a DAG's params into every operator
@@ -84,25 +82,7 @@ def build_sweep_dag(spec: DagSpec, settings: AirflowSettings) -> DAG:
 
 
 def build_dags(sweep: Sweep, settings: AirflowSettings | None = None) -> dict[str, DAG]:
-    """All sweep DAGs for a loaded sweep: one per single-node config key."""
+    """All sweep DAGs for a loaded sweep: one per single-node config key (tests and the demo; the DAG files
+    go through `infersweep.airflow.dagfiles`, one source per file)."""
     settings = settings or AirflowSettings.from_env()
     return {spec.dag_id: build_sweep_dag(spec, settings) for spec in dag_specs(sweep)}
-
-
-def load_dags(globals_dict: dict[str, Any], paths: Sequence[str | Path] | None = None) -> dict[str, DAG]:
-    """Entry point for `dags/*.py`: load the configured sweeps and register their DAGs in the module."""
-    settings = AirflowSettings.from_env()
-    specs = load_dag_specs(list(paths) if paths else list(settings.config_paths), settings.parse_cache_dir)
-    # Building ~1,300 operators allocates millions of short-lived objects; the cyclic GC's full passes over
-    # them were a large, erratic share of the parse (1.4-4.1 s). Nothing here creates garbage cycles worth
-    # collecting mid-build, so collect once afterwards instead.
-    gc_was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        dags = {spec.dag_id: build_sweep_dag(spec, settings) for spec in specs}
-    finally:
-        if gc_was_enabled:
-            gc.enable()
-    for dag_id, dag in dags.items():
-        globals_dict[dag_id.replace("-", "_").replace(".", "_")] = dag
-    return dags

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from infersweep import __version__
 from infersweep.airflow.dagspec import DagSpec, dag_specs
-from infersweep.config.sweep import load_sweep
+from infersweep.config.sweep import load_sweep, safe_resolve
 from infersweep.config.yamlio import track_reads
 
 log = logging.getLogger(__name__)
@@ -55,14 +55,14 @@ def _folder_key(paths: Sequence[Path]) -> list[list[object]]:
                         entries.append([entry.name, st.st_size, st.st_mtime_ns])
         except OSError:
             continue
-        out.append([str(path.resolve()), sorted(entries)])
+        out.append([str(safe_resolve(path)), sorted(entries)])
     return out
 
 
 def _cache_file(cache_dir: Path, paths: Sequence[Path]) -> Path:
     # The DagSpec schema is in the key: a spec cached by older code must not be read as a current one.
     schema = json.dumps(DagSpec.model_json_schema(), sort_keys=True)
-    ident = "\0".join([__version__, sys.version, schema, *(str(p.resolve()) for p in paths)])
+    ident = "\0".join([__version__, sys.version, schema, *(str(safe_resolve(p)) for p in paths)])
     return cache_dir / f"dagspecs-{hashlib.sha256(ident.encode()).hexdigest()[:20]}.json"
 
 

@@ -82,12 +82,16 @@ def select_groups(sweep: Sweep, config_key: str, params: dict[str, Any],
     return groups
 
 
-def plan_run(config_key: str, rc: RunContext) -> list[WorkItem]:
-    """Record the run and its groups; return one work item per group that still has something to do."""
+def plan_run(config_key: str, rc: RunContext, *, source: str | None = None) -> list[WorkItem]:
+    """Record the run and its groups; return one work item per group that still has something to do.
+
+    `source` is the config file the DAG was generated from: only it is loaded, so a broken sibling sweep
+    file cannot fail this run (None loads every configured path, as the CLI does)."""
     settings = AirflowSettings.from_env()
-    sweep = load_sweep(list(settings.config_paths))
+    paths = [source] if source is not None else list(settings.config_paths)
+    sweep = load_sweep(paths)
     if config_key not in sweep.entries:
-        raise ClassifiedError("config_error", f"config key {config_key!r} is no longer in {settings.config_paths}")
+        raise ClassifiedError("config_error", f"config key {config_key!r} is no longer in {', '.join(map(str, paths))}")
     params = rc.params
     extra = advanced_conf(params)
     engine_name = params.get("engine") or sweep.settings_for(config_key).engine

@@ -27,6 +27,9 @@ class AirflowSettings:
     - INFERSWEEP_WORK_DIR: where spools, server logs and reports go.
     - INFERSWEEP_HF_CONN_ID: Airflow connection whose password is the HF token (else env HF_TOKEN).
     - INFERSWEEP_PARSE_CACHE: "0" disables the parse-time cache of the validated sweep.
+    - INFERSWEEP_DAGS_PER_FILE: at most this many sweep DAGs per generated DAG file (default 150).
+    - INFERSWEEP_SYNC_DAG_FILES: "0" stops dags/infersweep_dags.py from writing the generated DAG files on
+      parse (a read-only dags folder); `infersweep airflow sync-dags` then writes them at deploy time.
     """
 
     config_paths: tuple[Path, ...]
@@ -39,6 +42,8 @@ class AirflowSettings:
     #: Ceiling of the poke backoff (seconds). The fleet still notices a freed node within about
     #: lease_poke_max_s / waiting-groups, since every waiting group pokes on its own clock.
     lease_poke_max_s: float = 60.0
+    dags_per_file: int = 150
+    sync_dag_files: bool = True
 
     def lease_poke_delay(self, reschedules: int = 0, *, waiting: int = 0, nodes: int = 0) -> float:
         """Seconds until a serve with no free node asks again.
@@ -71,4 +76,6 @@ class AirflowSettings:
             hf_conn_id=os.environ.get("INFERSWEEP_HF_CONN_ID") or None,
             parse_cache_dir=None if os.environ.get("INFERSWEEP_PARSE_CACHE", "1") == "0"
             else Path(os.environ.get("INFERSWEEP_WORK_DIR", REPO_ROOT / ".infersweep")) / "parse-cache",
+            dags_per_file=max(1, int(os.environ.get("INFERSWEEP_DAGS_PER_FILE", "150"))),
+            sync_dag_files=os.environ.get("INFERSWEEP_SYNC_DAG_FILES", "1") != "0",
         )

@@ -39,9 +39,9 @@ def run_context() -> RunContext:
 
 
 @task
-def plan(config_key: str) -> list[WorkItem]:
+def plan(config_key: str, source: str | None = None) -> list[WorkItem]:
     """Plan the serve groups for this run (config + params + reuse), record the run; one item per group."""
-    return plan_run(config_key, run_context())
+    return plan_run(config_key, run_context(), source=source)
 
 
 @task

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import typer
+
+_PREFIX = "infersweep bench:"
 
 
 def parse_concs(values: list[str]) -> list[int]:
@@ -33,6 +39,90 @@ def result_path(result_file: Path, conc: int, multi: bool) -> Path:
     if not multi:
         return result_file
     return result_file.with_name(f"{result_file.stem}_conc{conc}{result_file.suffix or '.json'}")
+
+
+def _fail(lines: Sequence[str], code: int = 2) -> typer.Exit:
+    for line in lines:
+        typer.echo(f"{_PREFIX} {line}", err=True)
+    return typer.Exit(code)
+
+
+def _blocking_file(folder: Path) -> Path | None:
+    """The nearest existing ancestor of ``folder`` (itself included) when it is a file, not a folder."""
+    try:
+        for p in (folder, *folder.parents):
+            if p.exists():
+                return None if p.is_dir() else p
+    except OSError:  # e.g. a parent we may not search: the write probe reports it with its errno
+        pass
+    return None
+
+
+def check_result_paths(paths: Sequence[Path]) -> list[str]:
+    """Problems that would stop the result files from being written, found before any request is sent.
+
+    Each folder is created (as the write at the end would) and probed with a real temporary file: permission
+    bits say nothing about root, ACLs or a read-only mount."""
+    fix = "Fix: point --result-file at a folder you can create and write to. Nothing was sent."
+    problems: list[str] = []
+    for path in paths:
+        is_dir = False
+        with contextlib.suppress(OSError):  # not searchable: the write probe below reports it
+            is_dir = path.is_dir()
+        if is_dir:
+            problems.append(f"cannot write the result file {path}: it is a folder. Fix: give a file path such "
+                            f"as {path / 'result.json'}. Nothing was sent.")
+    for folder in dict.fromkeys(p.parent for p in paths):
+        first = next(p for p in paths if p.parent == folder)
+        if (blocker := _blocking_file(folder)) is not None:
+            problems.append(f"cannot write the result file {first}: {blocker} is a file, not a folder. {fix}")
+            continue
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            fd, probe = tempfile.mkstemp(prefix=".infersweep-write-check-", dir=folder)
+            os.close(fd)
+            os.unlink(probe)
+        except OSError as exc:
+            why = exc.strerror or type(exc).__name__
+            problems.append(f"cannot write the result file {first}: {why} ({exc.filename or folder}). {fix}")
+    return problems
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        tmp.write_bytes(data)
+        tmp.replace(path)  # never a half-written result file
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def save_result(data: bytes, path: Path) -> tuple[Path | None, str | None]:
+    """Write a result to ``path``; when that fails (the folder vanished or turned read-only during the run),
+    to a new file in the temporary folder instead. Returns where it went (None: nowhere, the caller prints
+    it) and the problem met, if any; never raises, so a finished benchmark is never lost to a traceback."""
+    try:
+        _write_atomic(path, data)
+        return path, None
+    except OSError as exc:
+        problem = f"could not write the result file {path}: {exc.strerror or exc}"
+    try:
+        fd, fallback = tempfile.mkstemp(prefix=f"{path.stem}-", suffix=path.suffix or ".json")
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        return Path(fallback), problem
+    except OSError:
+        return None, problem
+
+
+def _parse_workers(value: str) -> int | str:
+    if value == "auto":
+        return value
+    try:
+        return int(value)
+    except ValueError:
+        raise _fail([f"--workers {value!r}: give a whole number ≥ 1 or auto"]) from None
 
 
 def _parse_metadata(items: list[str]) -> dict[str, str]:
@@ -95,6 +185,11 @@ def _summary(res: dict) -> str:
             if e["joules_per_token"] is not None
             else f"  energy: n/a ({e['reason']})"
         )
+    causes = x.get("error_causes") or []
+    if res["failed"] and causes:
+        from infersweep.bench.result import format_causes
+
+        lines.append(f"  errors: {format_causes(causes)}")
     lines.extend(f"  FAIL: {r}" for r in x["fail_reasons"])
     return "\n".join(lines)
 
@@ -141,7 +236,14 @@ def register(app: typer.Typer) -> None:
         ),
         no_ignore_eos: bool = typer.Option(False, "--no-ignore-eos", help="Do not send ignore_eos"),
         request_timeout_s: float = typer.Option(6 * 3600.0, "--request-timeout-s", help="Per-request total"),
-        stall_timeout_s: float = typer.Option(900.0, "--stall-timeout-s", help="Max silence within a stream"),
+        stall_timeout_s: float = typer.Option(
+            900.0, "--stall-timeout-s",
+            help="Max silence within a stream; when no request gets a response for this long the point is aborted",
+        ),
+        progress_interval_s: float = typer.Option(
+            10.0, "--progress-interval-s", min=0.0,
+            help="Seconds between progress lines on stderr (completed/failed/in flight, elapsed); 0: none",
+        ),
         save_detailed: bool = typer.Option(False, "--save-detailed", help="Also write per-request itls"),
         save_texts: bool = typer.Option(False, "--save-texts", help="Also write generated_texts"),
         metadata: list[str] = typer.Option([], "--metadata", help="key=value copied into the result"),
@@ -158,8 +260,9 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Benchmark an OpenAI-compatible server with exact lengths and vLLM-compatible metrics.
 
-        Exit code 0 when every point passed, 1 when a point failed (its file is still written),
-        2 on bad input."""
+        Exit code 0 when every point passed, 1 when a point failed (its file is still written) or a result
+        could not be written where asked (it is saved in the temporary folder instead), 2 on bad input
+        (checked before any request is sent)."""
         import orjson
         from pydantic import ValidationError
 
@@ -176,36 +279,55 @@ def register(app: typer.Typer) -> None:
         if telemetry_interval_s >= MAX_SAMPLE_GAP_S:
             raise typer.BadParameter(f"--telemetry-interval-s: {telemetry_interval_s:g} s leaves gaps of at least "
                                      f"that, and InferenceX rejects gaps over {MAX_SAMPLE_GAP_S:g} s; use 1")
+        n_workers = _parse_workers(workers)
+        # Every point's settings and every result path are checked before the first request: a bad value
+        # or an unwritable folder must not surface after a long benchmark.
+        cfgs = []
+        for c in concs:
+            try:
+                cfgs.append(BenchConfig(
+                    base_url=base_url, model=model, tokenizer=tokenizer, isl=isl, osl=osl, conc=c,
+                    num_prompts=num_prompts, warmups=num_warmups, random_range_ratio=random_range_ratio,
+                    chat=chat, request_rate=request_rate, burstiness=burstiness, gpus=gpus, seed=seed,
+                    slo_ttft_ms=slo_ttft_ms, slo_tpot_ms=slo_tpot_ms, slo_e2el_ms=slo_e2el_ms, workers=n_workers,
+                    max_failed_fraction=max_failed_fraction, fail_on_length_violation=not allow_length_mismatch,
+                    ignore_eos=not no_ignore_eos, request_timeout_s=request_timeout_s,
+                    stall_timeout_s=stall_timeout_s, progress_interval_s=progress_interval_s or None,
+                    save_detailed=save_detailed, save_texts=save_texts, metadata=meta,
+                ))  # fmt: skip
+            except ValidationError as exc:
+                raise _fail([f"invalid input: {line}" for line in BenchConfig.explain(exc)]) from None
+        paths = [result_path(result_file, c, len(concs) > 1) for c in concs]
+        if problems := check_result_paths(paths):
+            raise _fail(problems)
         any_failed = False
         # one sampler over every point, started before the first warm-up, so each window has readings around it
         sampler = _telemetry_sampler(gpu_telemetry, base_url, telemetry_interval_s)
         try:
-            for c in concs:
+            for cfg, path in zip(cfgs, paths, strict=True):
                 try:
-                    cfg = BenchConfig(
-                        base_url=base_url, model=model, tokenizer=tokenizer, isl=isl, osl=osl, conc=c,
-                        num_prompts=num_prompts, warmups=num_warmups, random_range_ratio=random_range_ratio,
-                        chat=chat, request_rate=request_rate, burstiness=burstiness, gpus=gpus, seed=seed,
-                        slo_ttft_ms=slo_ttft_ms, slo_tpot_ms=slo_tpot_ms, slo_e2el_ms=slo_e2el_ms,
-                        workers=workers if workers == "auto" else int(workers),
-                        max_failed_fraction=max_failed_fraction, fail_on_length_violation=not allow_length_mismatch,
-                        ignore_eos=not no_ignore_eos, request_timeout_s=request_timeout_s,
-                        stall_timeout_s=stall_timeout_s, save_detailed=save_detailed, save_texts=save_texts,
-                        metadata=meta,
-                    )  # fmt: skip
                     result = run_benchmark(cfg)
-                except (ValidationError, TokenizerError, ValueError) as exc:
-                    typer.echo(f"infersweep bench: invalid input: {exc}", err=True)
-                    raise typer.Exit(2) from None
-                path = result_path(result_file, c, len(concs) > 1)
-                path.parent.mkdir(parents=True, exist_ok=True)
-                csv_path = _attach_telemetry(sampler, result, path, gpus) if sampler is not None else None
-                tmp = path.with_name(path.name + ".tmp")
-                tmp.write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY))
-                tmp.replace(path)  # never a half-written result file
+                except (TokenizerError, ValueError) as exc:
+                    raise _fail([f"invalid input: {exc}"]) from None
+                csv_path = None
+                if sampler is not None:
+                    try:
+                        csv_path = _attach_telemetry(sampler, result, path, gpus)
+                    except OSError as exc:
+                        typer.echo(f"{_PREFIX} could not write the GPU metrics CSV next to {path}: "
+                                   f"{exc.strerror or exc}", err=True)
+                data = orjson.dumps(result, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY)
+                where, problem = save_result(data, path)
                 typer.echo(_summary(result))
-                typer.echo(f"  wrote {path}" + (f" and {csv_path}" if csv_path else ""))
-                any_failed |= not result["infersweep"]["passed"]
+                if problem is None:
+                    typer.echo(f"  wrote {path}" + (f" and {csv_path}" if csv_path else ""))
+                elif where is not None:
+                    typer.echo(f"{_PREFIX} {problem}; the result was saved to {where} instead", err=True)
+                else:
+                    typer.echo(f"{_PREFIX} {problem}, nor to the temporary folder; the result follows on stdout",
+                               err=True)
+                    typer.echo(data.decode())
+                any_failed |= not result["infersweep"]["passed"] or problem is not None
         finally:
             if sampler is not None:
                 sampler.stop()

@@ -12,7 +12,10 @@ Every key InferenceX's ``benchmark_serving.py`` writes is here, including ``benc
 from __future__ import annotations
 
 import math
+import re
 import time
+from collections import Counter
+from collections.abc import Iterable
 from typing import Any
 
 import orjson
@@ -28,6 +31,56 @@ from infersweep.bench.window import peak_inflight, steady_state, timeline
 #: Bumped when the meaning of a key changes.
 RESULT_SCHEMA = 1
 _MAX_EXAMPLES = 5
+#: Characters of a cause (an error body, say) kept for the console and ``infersweep.error_causes``.
+CAUSE_CHARS = 200
+#: Distinct causes kept in the result (the full per-request list is ``errors``).
+_MAX_CAUSES = 20
+
+_CONNECT = re.compile(r"Cannot connect to host (?P<addr>\S+) ssl:\S+ \[(?P<why>.*)\]", re.S)
+_HTTP = re.compile(r"HTTP (?P<status>\d{3})[^:]*: ?(?P<body>.*)", re.S)
+_JSON_POS = re.compile(r":? line \d+ column \d+ \(char \d+\)")
+
+
+def _clip(text: str, n: int = CAUSE_CHARS) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def error_cause(error: str) -> str:
+    """A request's error as a short cause that equal failures share (ports, bodies and parse positions kept
+    apart only where they tell causes apart), e.g. ``connection refused (127.0.0.1:9)``."""
+    kind, _, detail = error.partition(": ")
+    if m := _HTTP.match(error):
+        body = _clip(m["body"])
+        return f"HTTP {m['status']}: {body}" if body else f"HTTP {m['status']}"
+    if m := _CONNECT.search(error):
+        why = m["why"]
+        # asyncio and uvloop word a refused connect as "Connect call failed (addr)", dropping the errno
+        if "refused" in why.lower() or why.startswith("Connect call failed"):
+            return f"connection refused ({m['addr']})"
+        return _clip(f"cannot connect to {m['addr']}: {why}")
+    if kind == "JSONDecodeError":
+        return _clip(f"malformed JSON in a stream event: {_JSON_POS.sub('', detail)}")
+    if kind in ("AttributeError", "TypeError", "KeyError", "IndexError"):
+        return _clip(f"unexpected stream event shape ({error})")
+    if kind == "TimeoutError" and not detail.strip():  # aiohttp's total timeout carries no text
+        return "request timed out (--request-timeout-s)"
+    if error.startswith("stream ended without a token event"):
+        return "stream ended without a token event (is this an OpenAI-compatible SSE stream?)"
+    return _clip(error)
+
+
+def error_causes(errors: Iterable[str | None]) -> list[dict[str, Any]]:
+    """Failed requests grouped by :func:`error_cause`, most frequent first: ``[{"cause", "count"}]``."""
+    counts = Counter(error_cause(e) for e in errors if e)
+    return [{"cause": c, "count": n} for c, n in counts.most_common(_MAX_CAUSES)]
+
+
+def format_causes(causes: list[dict[str, Any]], *, limit: int = 3) -> str:
+    """``10 × connection refused (127.0.0.1:9); 2 × HTTP 500: …`` for the first ``limit`` causes."""
+    text = "; ".join(f"{c['count']} × {c['cause']}" for c in causes[:limit])
+    more = len(causes) - limit
+    return text + (f"; and {more} more cause{'s' if more > 1 else ''} (see \"errors\" in the result)" if more > 0 else "")
 
 
 def length_check(records: list[RequestRecord]) -> dict[str, Any]:
@@ -88,6 +141,8 @@ def build_result(
     n = len(recs)
     failed_frac = head["failed"] / n if n else 1.0
     reasons: list[str] = []
+    if run.aborted:
+        reasons.append(run.aborted)
     if n == 0 or head["completed"] == 0:
         reasons.append("no request completed")
     if failed_frac > cfg.max_failed_fraction:
@@ -173,6 +228,7 @@ def build_result(
         "interactivity": interactivity(tpot_stats, tpots),
         "goodput": good,
         "failed_fraction": failed_frac,
+        "error_causes": error_causes(r.error for r in recs),
         "length_check": checks,
         "range_ratio": {
             "semantics": "inferencex: lengths uniform in [floor(r*L), L]; r=1 means exact",

@@ -23,6 +23,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -35,6 +36,7 @@ from pydantic import (
 )
 from pydantic import model_validator as _model_validator
 
+from infersweep.config import names
 from infersweep.config.errors import PathPart
 from infersweep.faults.errors import InfersweepError
 
@@ -71,6 +73,43 @@ class FieldProblem(InfersweepError, ValueError):
         super().__init__(message)
         self.message = message
         self.allowed = allowed
+
+
+# Upper bounds: generous, but far below values that would expand, allocate or wait without end. Each message
+# says why (the largest values of the InferenceX master files are in parentheses).
+#: tp, ep, pp, dcp-size, pcp-size (and per worker pool): GPUs. The largest scale-up domain sold today is 576
+#: GPUs (NVL576); the master files use at most 56.
+MAX_PARALLEL = 1024
+#: num-worker of a multinode pool (the master files use at most 17).
+MAX_WORKERS = 1024
+#: Concurrent requests: one client host has 65,536 ports to open connections from (files use at most 16,500).
+MAX_CONCURRENCY = 65_536
+#: conc-list items: each is a benchmark run of its own (files use at most 19).
+MAX_CONC_LIST = 256
+#: isl/osl tokens: the longest context windows are 10M tokens (files use at most 8,192).
+MAX_SEQ_TOKENS = 10_000_000
+#: Legacy agentic `duration`: one week (files use 1,800 s; upstream runs 3,600 s).
+MAX_DURATION_S = 7 * 24 * 3600
+
+
+def at_most(limit: int, why: str) -> AfterValidator:
+    """An upper bound whose message says why it exists (a plain `le=` would only say "at most")."""
+    def check(value: int) -> int:
+        if value > limit:
+            raise FieldProblem(f"must be at most {limit:,}, got {names.short_int(value)}: {why}", f"a value <= {limit:,}")
+        return value
+    return AfterValidator(check)
+
+
+_WHY_PARALLEL = "a parallel size counts GPUs, and the largest GPU domain sold today has 576"
+ParallelSize = Annotated[StrictInt, Field(gt=0), at_most(MAX_PARALLEL, _WHY_PARALLEL)]
+Concurrency = Annotated[StrictInt, Field(gt=0), at_most(
+    MAX_CONCURRENCY, "one client host cannot hold more connections open (65,536 ports)")]
+SeqTokens = Annotated[StrictInt, Field(gt=0), at_most(
+    MAX_SEQ_TOKENS, "longer than any model's context window (the longest are 10M tokens)")]
+WorkerCount = Annotated[StrictInt, Field(ge=0), at_most(MAX_WORKERS, "more worker replicas than any cluster holds")]
+DurationS = Annotated[StrictInt, Field(gt=0), at_most(
+    MAX_DURATION_S, "a run longer than a week would hold its nodes for days")]
 
 
 class _Strict(BaseModel):
@@ -130,23 +169,26 @@ class WorkerConfig(_Strict):
         return self._yaml_order
 
     # 0 is legal: aggregated (non-disagg) multinode rows carry an empty decode pool.
-    num_worker: Annotated[StrictInt, Field(ge=0)] = _f(effect="multinode", alias="num-worker")
-    tp: PositiveInt = _f(effect="multinode")
-    ep: PositiveInt = _f(effect="multinode")
+    num_worker: WorkerCount = _f(effect="multinode", alias="num-worker")
+    tp: ParallelSize = _f(effect="multinode")
+    ep: ParallelSize = _f(effect="multinode")
     dp_attn: StrictBool = _f(effect="multinode", alias="dp-attn")
-    pp: PositiveInt = _f(1, effect="multinode")
-    dcp_size: PositiveInt = _f(1, effect="multinode", alias="dcp-size")
-    pcp_size: PositiveInt = _f(1, effect="multinode", alias="pcp-size")
+    pp: ParallelSize = _f(1, effect="multinode")
+    dcp_size: ParallelSize = _f(1, effect="multinode", alias="dcp-size")
+    pcp_size: ParallelSize = _f(1, effect="multinode", alias="pcp-size")
     hardware: StrictStr | None = _f(None, effect="multinode", min_length=1)
     additional_settings: tuple[StrictStr, ...] = _f((), effect="multinode", alias="additional-settings")
 
 
 class _ConcRange(_Strict):
-    """`conc-start`/`conc-end` (geometric ×2, end clamped) or an explicit `conc-list`, never both."""
+    """`conc-start`/`conc-end` (geometric ×2, end clamped) or an explicit `conc-list`, never both.
 
-    conc_start: PositiveInt | None = _f(None, effect="row", alias="conc-start")
-    conc_end: PositiveInt | None = _f(None, effect="row", alias="conc-end")
-    conc_list: tuple[PositiveInt, ...] | None = _f(None, effect="row", alias="conc-list", min_length=1)
+    With both ends at most MAX_CONCURRENCY and a step of at least 2 (PlanFilters.step_size > 1), a range
+    expands to at most 17 concurrencies (1, 2, 4, ..., 65,536)."""
+
+    conc_start: Concurrency | None = _f(None, effect="row", alias="conc-start")
+    conc_end: Concurrency | None = _f(None, effect="row", alias="conc-end")
+    conc_list: tuple[Concurrency, ...] | None = _f(None, effect="row", alias="conc-list", min_length=1)
 
     @_model_validator(mode="after")
     def _check_conc(self) -> _ConcRange:
@@ -154,6 +196,10 @@ class _ConcRange(_Strict):
         if self.conc_list is not None and (has_start or has_end):
             raise FieldProblem("conc-list cannot be combined with conc-start/conc-end",
                                "either conc-list: [..] or conc-start + conc-end")
+        if self.conc_list is not None and len(self.conc_list) > MAX_CONC_LIST:
+            raise FieldProblem(f"conc-list has {len(self.conc_list):,} values, more than {MAX_CONC_LIST}: each "
+                               "concurrency is a benchmark run of its own",
+                               f"at most {MAX_CONC_LIST} values, or conc-start/conc-end for a doubling range")
         if self.conc_list is None:
             if not has_start and not has_end:
                 raise FieldProblem("no concurrency given", "conc-list: [..], or conc-start and conc-end")
@@ -171,12 +217,12 @@ class _ConcRange(_Strict):
 class FixedSeqLenPoint(_ConcRange):
     """One search-space point: a parallel layout (+ spec decoding) swept over concurrencies."""
 
-    tp: PositiveInt | None = _f(None, effect="row")
-    ep: PositiveInt | None = _f(None, effect="row", description="None = unset; InferenceX defaults it to 1")
+    tp: ParallelSize | None = _f(None, effect="row")
+    ep: ParallelSize | None = _f(None, effect="row", description="None = unset; InferenceX defaults it to 1")
     dp_attn: StrictBool | None = _f(None, effect="row", alias="dp-attn")
-    pp: PositiveInt = _f(1, effect="row")
-    dcp_size: PositiveInt = _f(1, effect="row", alias="dcp-size")
-    pcp_size: PositiveInt = _f(1, effect="row", alias="pcp-size")
+    pp: ParallelSize = _f(1, effect="row")
+    dcp_size: ParallelSize = _f(1, effect="row", alias="dcp-size")
+    pcp_size: ParallelSize = _f(1, effect="row", alias="pcp-size")
     spec_decoding: SpecDecoding = _f("none", effect="row", alias="spec-decoding")
     router: Router | None = _f(None, effect="row")
     kv_p2p_transfer: StrictStr | None = _f(None, effect="multinode", alias="kv-p2p-transfer", min_length=1)
@@ -199,14 +245,14 @@ class AgenticPoint(FixedSeqLenPoint):
 
 
 class FixedSeqLen(_Strict):
-    isl: PositiveInt = _f(effect="row")
-    osl: PositiveInt = _f(effect="row")
+    isl: SeqTokens = _f(effect="row")
+    osl: SeqTokens = _f(effect="row")
     search_space: tuple[FixedSeqLenPoint, ...] = _f(effect="container", alias="search-space", min_length=1)
 
 
 class AgenticCoding(_Strict):
     # Upstream dropped `duration` (every run is DEFAULT_AGENTIC_DURATION_S); June files still set it.
-    duration: PositiveInt | None = _f(None, effect="row")
+    duration: DurationS | None = _f(None, effect="row")
     dram_utilization: Annotated[StrictFloat, Field(gt=0, le=1)] | None = _f(
         None, effect="row", alias="dram-utilization",
         description="share of the node's CPU DRAM a dram-offloading server may use (total-cpu-dram-gb)")
@@ -242,19 +288,38 @@ class MasterEntry(_Strict):
     @field_validator("image")
     @classmethod
     def _image_has_tag(cls, v: str) -> str:
-        last = v.rsplit("/", 1)[-1]
-        if not v or any(c.isspace() for c in v):
-            raise FieldProblem(f"{v!r} is not an image reference", "registry/name:tag")
-        if ":" not in last and "@" not in last:
-            raise FieldProblem(f"image {v!r} has no tag; untagged images make results untraceable",
-                               f"a pinned tag or digest, e.g. {v}:<tag> or {v}@sha256:<digest>")
+        return _image_ref(v, "image")
+
+    @field_validator("model")
+    @classmethod
+    def _model_id(cls, v: str) -> str:
+        problem = names.check_model(v)
+        if problem:
+            raise FieldProblem(f"model {names.quote(v)} {problem}", names.MODEL_ALLOWED)
         return v
 
+    # model-prefix, runner, framework and precision become the DAG's tags (and store columns).
     @field_validator("model_prefix")
     @classmethod
     def _prefix_is_a_code(cls, v: str) -> str:
-        if any(c.isspace() or c == "/" for c in v):
-            raise FieldProblem(f"model-prefix {v!r} must be a short code", "e.g. dsr1, gptoss, minimaxm3")
+        return _tag(v, "model-prefix", example="dsr1, gptoss, minimaxm3")
+
+    @field_validator("runner")
+    @classmethod
+    def _runner_tag(cls, v: str) -> str:
+        return _tag(v, "runner", example="h200, cluster:b300-nv")
+
+    @field_validator("precision")
+    @classmethod
+    def _precision_tag(cls, v: str) -> str:
+        return _tag(v, "precision", max_len=names.PRECISION_MAX, example="fp4, fp8, bf16")
+
+    @field_validator("framework")
+    @classmethod
+    def _known_framework(cls, v: str) -> str:
+        problem = names.check_framework(v)
+        if problem:
+            raise FieldProblem(f"framework {names.quote(v)} {problem}", names.framework_allowed(v))
         return v
 
     def to_yaml_dict(self) -> dict[str, object]:
@@ -269,6 +334,26 @@ class MasterEntry(_Strict):
         for i, acfg in enumerate(self.scenarios.agentic_coding):
             out.extend((("scenarios", "agentic-coding", i, "search-space", j), p) for j, p in enumerate(acfg.search_space))
         return out
+
+
+def _image_ref(value: str, what: str) -> str:
+    """An image reference that follows Docker's grammar and is pinned (tag or digest); `what` names it."""
+    problem = names.check_image(value)
+    if problem:
+        raise FieldProblem(f"{what} {names.quote(value)} is not a Docker image reference: it {problem}",
+                           names.IMAGE_ALLOWED)
+    if not names.image_is_pinned(value):
+        raise FieldProblem(f"{what} {value!r} has no tag; untagged images make results untraceable",
+                           f"a pinned tag or digest, e.g. {value}:<tag> or {value}@sha256:<digest>")
+    return value
+
+
+def _tag(value: str, what: str, *, max_len: int = names.TAG_MAX, example: str = "") -> str:
+    problem = names.check_tag(value, max_len)
+    if problem:
+        raise FieldProblem(f"{what} {names.quote(value)} cannot be an Airflow DAG tag: it {problem}",
+                           names.tag_allowed(max_len, example))
+    return value
 
 
 #: Every model of the schema; each field declares its effect (docs and tests/config/test_field_effects.py).

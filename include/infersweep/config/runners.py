@@ -14,7 +14,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
 
 from infersweep.config.errors import IssueCollector
-from infersweep.config.master import FixedSeqLenPoint
+from infersweep.config.master import MAX_PARALLEL, FixedSeqLenPoint, at_most
 from infersweep.config.schema_errors import add_validation_issues, validate_yaml
 from infersweep.config.yamlio import YamlDoc, read_yaml
 from infersweep.faults.errors import InfersweepError
@@ -30,7 +30,8 @@ class RunnerHardware(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     available_cpu_dram_mib: Annotated[StrictInt, Field(gt=0)] = Field(alias="available-cpu-dram-mib")
-    gpus_per_node: Annotated[StrictInt, Field(gt=0)] = Field(alias="gpus-per-node")
+    gpus_per_node: Annotated[StrictInt, Field(gt=0), at_most(MAX_PARALLEL, "no node holds that many GPUs")] = Field(
+        alias="gpus-per-node")
 
     def node_gpus(self, point: FixedSeqLenPoint) -> int:
         """GPUs one server process of `point` occupies on a node (upstream's sizing rule); raises NodeFitError

@@ -6,10 +6,13 @@ ones to say what was found and what is allowed, and we look up the YAML line of 
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import difflib
+import re
 import types
 import typing
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, TypeVar, Union
 
 from pydantic import BaseModel, ValidationError
@@ -87,23 +90,47 @@ def describe(err: Any, model: type[BaseModel], loc: tuple[PathPart, ...]) -> tup
         return "must not be empty", "at least one item"
     if kind == "string_too_short":
         return "must not be empty", "a non-empty string"
+    if kind == "string_too_long":
+        return f"is longer than {ctx.get('max_length')} characters", f"at most {ctx.get('max_length')} characters"
     if kind in ("date_type", "date_parsing", "date_from_datetime_parsing", "date_from_datetime_inexact"):
         return f"expected a date, got {got}", "YYYY-MM-DD"
     if kind in ("value_error", "assertion_error"):
         original = ctx.get("error")
         message = getattr(original, "message", None) or str(original or err["msg"])
+        if _REDACT.get():
+            message = _QUOTED.sub("<value not shown>", message)
         return message, getattr(original, "allowed", None)
     return f"{err['msg']} (got {got})", "see docs/sweep-config.md for this key"
 
 
+#: Characters of a bad string value quoted in a message.
+SHOWN_CHARS = 80
+_REDACT: contextvars.ContextVar[bool] = contextvars.ContextVar("infersweep_redact_values", default=False)
+_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
+
+
+@contextlib.contextmanager
+def redacted_values() -> Iterator[None]:
+    """Inside the block, messages name keys but never values: for files a sweep file points to (inventory,
+    quirks, runners, thresholds), which may be anything on the host, secrets included."""
+    token = _REDACT.set(True)
+    try:
+        yield
+    finally:
+        _REDACT.reset(token)
+
+
 def show(value: Any) -> str:
-    """A short human rendering of a bad input value."""
+    """A short human rendering of a bad input value (its kind only inside `redacted_values()`)."""
+    if _REDACT.get() and value is not None and not isinstance(value, dict | list | tuple | bool):
+        return f"a {type(value).__name__} (value not shown: referenced file)"
     if value is None:
         return "nothing (null)"
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):
-        return repr(value)
+        # Bounded: a 1 MB value must not become a 1 MB message (CLI, Airflow's import-error text).
+        return repr(value) if len(value) <= SHOWN_CHARS else repr(value[:SHOWN_CHARS]) + f"… ({len(value):,} characters)"
     if isinstance(value, dict):
         return "a mapping"
     if isinstance(value, list | tuple):

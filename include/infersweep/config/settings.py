@@ -3,18 +3,30 @@
 from __future__ import annotations
 
 import re
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
 
-from infersweep.config.master import FieldProblem
+from infersweep.config import names
+from infersweep.config.master import FieldProblem, at_most
 
 Engine = Literal["sim", "vllm-docker", "vllm-process"]
 ENGINES: tuple[str, ...] = ("sim", "vllm-docker", "vllm-process")
 DEFAULT_ENGINE: Engine = "vllm-docker"
 DEFAULT_SCHEDULE = "0 2 * * *"
 DEFAULT_THRESHOLD = 0.90
+
+#: Few-shot examples per eval prompt. lm-eval's gsm8k default is 5 (8 for chain-of-thought); each shot adds
+#: ~150 tokens to every prompt, so 64 already needs ~10k tokens of context, more than the 8k1k servers have.
+MAX_FEWSHOT = 64
+#: Benchmark prompts (and warm-ups) per concurrency: InferenceX sends 10 x conc; 1,000 x 65,536 is already
+#: 65M requests.
+MAX_PROMPTS_PER_CONC = 1000
+#: A schedule must fire within this many years (a cron like '0 2 31 2 *' never does). Eight covers the longest
+#: gap between two 29 Februaries (2096 to 2104).
+SCHEDULE_HORIZON_YEARS = 8
+
 
 Fraction = Annotated[StrictFloat, Field(gt=0, le=1)]
 #: An accuracy floor; 0 records the eval without gating on it (e.g. a tiny model that exercises the path).
@@ -43,7 +55,9 @@ class EvalSettings(_Strict):
     )
     task: Literal["gsm8k"] = "gsm8k"
     limit: Annotated[StrictInt, Field(gt=0)] | None = Field(default=None, description="questions; None = all 1,319")
-    num_fewshot: Annotated[StrictInt, Field(ge=0)] = Field(default=5, alias="num-fewshot")
+    num_fewshot: Annotated[StrictInt, Field(ge=0), at_most(
+        MAX_FEWSHOT, "each shot adds ~150 tokens to every prompt, and 64 already fill the ~10k-token context of "
+        "the 8k1k servers evaluated (lm-eval's gsm8k default is 5)")] = Field(default=5, alias="num-fewshot")
     default_threshold: Threshold = Field(default=DEFAULT_THRESHOLD, alias="default-threshold")
     thresholds: EvalThresholds | None = None
     thresholds_file: StrictStr | None = Field(default=None, alias="thresholds-file",
@@ -76,8 +90,12 @@ class BenchSettings(_Strict):
     """Benchmark-client settings shared by every point (InferenceX defaults)."""
 
     random_range_ratio: Fraction = Field(default=0.8, alias="random-range-ratio")
-    prompts_per_conc: Annotated[StrictInt, Field(gt=0)] = Field(default=10, alias="prompts-per-conc")
-    warmups_per_conc: Annotated[StrictInt, Field(ge=0)] = Field(default=2, alias="warmups-per-conc")
+    prompts_per_conc: Annotated[StrictInt, Field(gt=0), at_most(
+        MAX_PROMPTS_PER_CONC, "the benchmark sends this many prompts per unit of concurrency (InferenceX: 10)")] = Field(
+        default=10, alias="prompts-per-conc")
+    warmups_per_conc: Annotated[StrictInt, Field(ge=0), at_most(
+        MAX_PROMPTS_PER_CONC, "the benchmark sends this many warm-ups per unit of concurrency (InferenceX: 2)")] = Field(
+        default=2, alias="warmups-per-conc")
 
 
 _CRON_FIELD = re.compile(r"^[0-9*/,\-A-Za-z?LW#]+$")
@@ -86,15 +104,55 @@ _TEMPLATE_VAR = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 TEMPLATE_VARS = ("ds", "ds_nodash", "yyyy", "mm", "dd")
 
 
+_CRON_FIELDS = (("minute", "0-59"), ("hour", "0-23"), ("day-of-month", "1-31"), ("month", "1-12 or JAN-DEC"),
+                ("day-of-week", "0-7 or SUN-SAT"))
+_CRON_ALLOWED = "5 cron fields like '0 2 * * *', a preset like @daily, or null for manual runs"
+
+
 def check_schedule(value: str | None) -> str | None:
-    """Accept a 5-field cron line, an Airflow preset, or None (manual triggers only)."""
+    """Accept a 5-field cron line that fires (within SCHEDULE_HORIZON_YEARS), an Airflow preset, or None
+    (manual triggers only). Cron lines are checked with croniter, the parser Airflow's cron timetables use,
+    when it is installed (it comes with Airflow); without it only their shape is checked."""
     if value is None:
         return None
     fields = value.split()
-    if value.strip() in _CRON_PRESETS or (len(fields) == 5 and all(_CRON_FIELD.match(f) for f in fields)):
+    if value.strip() in _CRON_PRESETS:
         return value.strip()
-    raise FieldProblem(f"{value!r} is not a cron schedule",
-                       "5 cron fields like '0 2 * * *', a preset like @daily, or null for manual runs")
+    if not (len(fields) == 5 and all(_CRON_FIELD.match(f) for f in fields)):
+        raise FieldProblem(f"{names.quote(value)} is not a cron schedule", _CRON_ALLOWED)
+    _check_cron(" ".join(fields))
+    return value.strip()
+
+
+def _check_cron(expr: str) -> None:
+    try:
+        from croniter import CroniterBadDateError, CroniterError, croniter
+    except ImportError:  # pragma: no cover - croniter comes with Airflow
+        return
+    try:
+        croniter(expr)
+    except (CroniterError, ValueError, KeyError):
+        fields = expr.split()
+        for i, (name, span) in enumerate(_CRON_FIELDS):  # name the first field that fails on its own
+            alone = ["*"] * 5
+            alone[i] = fields[i]
+            try:
+                croniter(" ".join(alone))
+            except (CroniterError, ValueError, KeyError):
+                raise FieldProblem(f"{names.quote(expr)} is not a valid cron schedule: its {name} field "
+                                   f"{names.quote(fields[i], 20)} is out of range or malformed",
+                                   f"{name} values {span} (with * , - /), or null for manual runs") from None
+        raise FieldProblem(f"{names.quote(expr)} is not a valid cron schedule", _CRON_ALLOWED) from None
+    start = datetime.now(UTC)
+    horizon = start + timedelta(days=366 * SCHEDULE_HORIZON_YEARS)
+    try:
+        fires = croniter(expr, start).get_next(datetime)
+    except CroniterBadDateError:
+        fires = None
+    if fires is None or fires > horizon:
+        raise FieldProblem(f"{names.quote(expr)} never fires: no date in the next {SCHEDULE_HORIZON_YEARS} years "
+                           "matches it (a day that does not exist in its month, like 31 February?)",
+                           "a schedule that fires, e.g. '0 2 * * *' or '0 2 28 2 *', or null for manual runs")
 
 
 def render_image(pattern: str, day: date) -> str:
@@ -111,16 +169,23 @@ def check_image_pattern(pattern: str) -> str:
     if not _TEMPLATE_VAR.search(pattern):
         raise FieldProblem("image-tag-pattern has no date variable, so every backfill would use one image",
                            "e.g. vllm/vllm-openai:nightly-{{ ds_nodash }}")
-    last = render_image(pattern, date(2026, 1, 1)).rsplit("/", 1)[-1]
-    if ":" not in last and "@" not in last:
+    rendered = render_image(pattern, date(2026, 1, 1))
+    problem = names.check_image(rendered)
+    if problem:
+        raise FieldProblem(f"image-tag-pattern renders {names.quote(rendered)}, which is not a Docker image "
+                           f"reference: it {problem}", "a pattern like vllm/vllm-openai:nightly-{{ ds_nodash }}")
+    if not names.image_is_pinned(rendered):
         raise FieldProblem("image-tag-pattern renders an image without a tag", "repo:tag-{{ ds_nodash }}")
     return pattern
 
 
 def check_image_history(history: dict[date, str]) -> dict[date, str]:
-    """Every recorded image must be pinned (tag or digest)."""
+    """Every recorded image must be a Docker image reference, pinned (tag or digest)."""
     for day, image in history.items():
-        last = image.rsplit("/", 1)[-1]
-        if ":" not in last and "@" not in last:
+        problem = names.check_image(image)
+        if problem:
+            raise FieldProblem(f"image {names.quote(image)} for {day} is not a Docker image reference: it {problem}",
+                               names.IMAGE_ALLOWED)
+        if not names.image_is_pinned(image):
             raise FieldProblem(f"image {image!r} for {day} has no tag", "repo:tag or repo@sha256:digest")
     return history

@@ -26,6 +26,7 @@ folders (every sweep file in them). All problems in all files are reported toget
 from __future__ import annotations
 
 import fnmatch
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
@@ -39,7 +40,7 @@ from infersweep.config.inventory import Node
 from infersweep.config.master import FieldProblem, MasterEntry, entry_problems
 from infersweep.config.quirks import ModelQuirks
 from infersweep.config.runners import NodeFitError, RunnerHardware, Runners, load_runners
-from infersweep.config.schema_errors import add_validation_issues, validate_yaml
+from infersweep.config.schema_errors import add_validation_issues, redacted_values, validate_yaml
 from infersweep.config.settings import (
     DEFAULT_ENGINE,
     DEFAULT_SCHEDULE,
@@ -56,6 +57,8 @@ from infersweep.config.settings import (
 from infersweep.config.yamlio import YamlDoc, read_yaml
 
 SWEEP_MARKER = "sweep"
+#: Folders (colon-separated) besides a sweep file's own that its referenced files may live in.
+CONFIG_ROOTS_ENV = "INFERSWEEP_CONFIG_ROOTS"
 _MASTER_HINT_KEYS = {"image", "model", "scenarios", "multinode", "runner"}
 
 
@@ -74,7 +77,7 @@ class SweepFile(_Strict):
     """The sweep-file schema. `entries`, `inventory` and `quirks` are validated item by item afterwards,
     so their errors carry the config key / label / model they belong to."""
 
-    sweep: StrictStr = Field(min_length=1, description="sweep name")
+    sweep: StrictStr = Field(min_length=1, max_length=200, description="sweep name")
     description: StrictStr | None = None
     engine: Engine = DEFAULT_ENGINE
     schedule: StrictStr | None = DEFAULT_SCHEDULE
@@ -190,24 +193,67 @@ def load_sweep(paths: Sequence[str | Path], *, runners: Path | str | None = None
 
 
 def discover(paths: Sequence[str | Path]) -> list[Path]:
-    """Expand folders to the sweep files in them (sorted); files are kept as given."""
+    """Expand folders to the sweep files in them (sorted); files are kept as given.
+
+    A folder's candidates are its files named *.yaml / *.yml in any case (`Nightly.YAML`), not hidden ones
+    (an editor's lock file such as emacs' `.#x.yaml` is a dangling symlink) and not sub-folders. A candidate
+    whose kind cannot be told (a dangling symlink or a symlink loop, unreadable, a FIFO, over the size limit,
+    not UTF-8) is kept too: loading it reports why, where skipping it would hide a sweep file in silence."""
     out: list[Path] = []
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            out.extend(p for p in sorted(path.glob("*.y*ml")) if p.suffix in (".yaml", ".yml") and _is_sweep_file(p))
+            out.extend(p for p in _folder_yaml_files(path) if _is_sweep_file(p))
         else:
             out.append(path)
     return out
 
 
-def _is_sweep_file(path: Path) -> bool:
-    # A cheap textual test: a top-level `sweep:` key, without parsing 12k-line master files twice.
+def _folder_yaml_files(folder: Path) -> list[Path]:
+    """`folder`'s *.yaml / *.yml entries (the parse cache's suffix rule), sorted, less hidden names and folders."""
+    from infersweep.config.yamlio import is_yaml_name
+
     try:
-        with path.open(encoding="utf-8") as fh:
-            return any(line.startswith(f"{SWEEP_MARKER}:") for line in fh)
-    except OSError:
-        return False
+        names = sorted(p for p in folder.iterdir() if is_yaml_name(p.name) and not p.name.startswith("."))
+    except OSError:  # an unlistable folder offers no sweep files; loading it says "folder has no sweep files"
+        return []
+    out = []
+    for p in names:
+        try:
+            if p.is_dir():  # a folder named x.yaml (or a link to one): folders are not searched recursively
+                continue
+        except OSError:
+            pass  # not stat-able (permission): reading it reports why
+        out.append(p)
+    return out
+
+
+def _is_sweep_file(path: Path) -> bool:
+    """A cheap textual test, without parsing 12k-line master files twice: a `sweep:` key at the start of a
+    line (top level), also quoted ('sweep':, "sweep":) or after a UTF-8 byte-order mark. A file that cannot
+    be read as UTF-8 text counts as one, so that loading it reports the problem (see `discover`)."""
+    import re
+
+    from infersweep.config.yamlio import read_config_bytes
+
+    raw = read_config_bytes(path, str(path), IssueCollector())
+    if raw is None:
+        return True
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return True
+    # The literal comes first so `re` finds candidates by a fast substring search (a master file: 0.5 ms in all);
+    # what precedes each one (line start, BOM, opening quote) is checked here.
+    for m in re.finditer(re.escape(SWEEP_MARKER).encode() + rb"(['\"]?)[ \t]*:(?:\s|\Z)", raw):
+        begin, quote = m.start(), m.group(1)
+        if quote:
+            if raw[begin - 1:begin] != quote:
+                continue
+            begin -= 1
+        if begin == 0 or raw[begin - 1:begin] in (b"\n", b"\r") or raw[:begin] == b"\xef\xbb\xbf":
+            return True
+    return False
 
 
 class _SweepLoader:
@@ -239,7 +285,7 @@ class _SweepLoader:
             for p in found:
                 self.add_path(p)
             return
-        resolved = path.resolve()
+        resolved = safe_resolve(path)
         if resolved in self.seen_paths:  # the same file named twice (or via a folder) loads once
             return
         self.seen_paths.add(resolved)
@@ -282,10 +328,14 @@ class _SweepLoader:
         if self.primary is None:
             self.primary = self.current
         if spec.runners is not None and not self.explicit_runners:
-            self._load_runners(here / spec.runners, doc=doc, at=("runners",))
+            runners_path = self._reference(here, spec.runners, doc, ("runners",))
+            if runners_path is not None:
+                self._load_runners(runners_path, doc=doc, at=("runners",))
         for i, ref in enumerate(spec.masters):
             ref = MasterRef(path=ref) if isinstance(ref, str) else ref
-            master_path = here / ref.path
+            master_path = self._reference(here, ref.path, doc, ("masters", i))
+            if master_path is None:
+                continue
             mdoc = read_yaml(master_path, self.issues, display=_display(master_path))
             if mdoc is None:
                 self._pin_last_issue(doc, ("masters", i))
@@ -301,13 +351,14 @@ class _SweepLoader:
         for key, raw in spec.entries.items():
             self._add_entry(str(key), raw, doc, ("entries", key))
         for i, rel in enumerate(spec.inventory_files):
-            ipath = here / rel
-            if ipath.resolve() in self.loaded_inventory_files:  # shared by several sweep files
+            ipath = self._reference(here, rel, doc, ("inventory-files", i))
+            if ipath is None or safe_resolve(ipath) in self.loaded_inventory_files:  # shared by several sweep files
                 continue
-            self.loaded_inventory_files.add(ipath.resolve())
+            self.loaded_inventory_files.add(safe_resolve(ipath))
             idoc = read_yaml(ipath, self.issues, display=_display(ipath))
             if idoc is not None:
-                self._add_inventory(idoc.data, idoc, ())
+                with redacted_values():  # a referenced file: name its keys, never its values
+                    self._add_inventory(idoc.data, idoc, ())
             else:
                 self._pin_last_issue(doc, ("inventory-files", i))
         self._add_inventory(spec.inventory, doc, ("inventory",))
@@ -336,10 +387,14 @@ class _SweepLoader:
                 self.from_master.add(key)
 
     def _add_entry(self, key: str, raw: Any, doc: YamlDoc, base: tuple[PathPart, ...]) -> None:
+        from infersweep.config.names import DAG_ID_ALLOWED, check_dag_id, quote
+
         line = doc.line_of(base) or 0
-        if "*" in key or "?" in key:
-            self.issues.add(doc.file, line, "config keys cannot contain glob characters (* ?)", config_key=key,
-                            allowed="letters, digits, '-', '_', '.'")
+        # The key becomes the DAG id (and is matched by config-keys globs, so it cannot hold * or ? either).
+        bad_key = check_dag_id(key)
+        if bad_key:
+            self.issues.add(doc.file, line, f"config key cannot be an Airflow DAG id: it {bad_key}",
+                            config_key=quote(key), allowed=DAG_ID_ALLOWED)
             return
         if key in self.sweep.sources:
             prev_file, prev_line = self.sweep.sources[key]
@@ -375,6 +430,10 @@ class _SweepLoader:
                 self.issues.add(doc.file, doc.line_of(path), f"runner label '{label}' must map to a list of nodes",
                                 field_path=path)
                 continue
+            if not nodes:
+                self.issues.add(doc.file, doc.line_of(path), f"runner label '{label}' has no nodes", field_path=path,
+                                allowed=f"at least one node, e.g. {label}: [{{name: {label}-0, gpus: 8}}], or drop the label")
+                continue
             names = {n.name for n in self.sweep.inventory.get(str(label), [])}
             for i, raw in enumerate(nodes):
                 node_raw = dict(raw) if isinstance(raw, dict) else raw
@@ -401,13 +460,17 @@ class _SweepLoader:
     def _add_quirks_files(self, spec: SweepFile, here: Path, doc: YamlDoc) -> None:
         from_files: dict[str, ModelQuirks] = {}
         for i, rel in enumerate(spec.quirks_files):
-            qpath = (here / rel).resolve()
+            qref = self._reference(here, rel, doc, ("quirks-files", i))
+            if qref is None:
+                continue
+            qpath = safe_resolve(qref)
             if qpath not in self.loaded_quirk_files:
                 qdoc = read_yaml(qpath, self.issues, display=_display(here / rel))
                 if qdoc is None:
                     self._pin_last_issue(doc, ("quirks-files", i))
                     continue
-                self.loaded_quirk_files[qpath] = self._parse_quirks(qdoc.data, qdoc, ())
+                with redacted_values():
+                    self.loaded_quirk_files[qpath] = self._parse_quirks(qdoc.data, qdoc, ())
             for name, q in self.loaded_quirk_files[qpath].items():
                 if name in from_files and from_files[name] != q:
                     self.issues.add(doc.file, doc.line_of(("quirks-files", i)),
@@ -444,10 +507,13 @@ class _SweepLoader:
             if settings.thresholds is not None:
                 self.issues.add(doc.file, doc.line_of(("eval", "thresholds-file")),
                                 "give thresholds or thresholds-file, not both", field_path="eval.thresholds-file")
-            table = self._read_thresholds(here / settings.thresholds_file, doc)
+            tpath = self._reference(here, settings.thresholds_file, doc, ("eval", "thresholds-file"))
+            table = self._read_thresholds(tpath, doc) if tpath is not None else None
             if table is not None:
                 settings = settings.model_copy(update={"thresholds": table})
         if settings.data_dir is not None:
+            # A dataset folder, not a config: it may live anywhere (a shared data mount), and nothing in it is
+            # ever quoted in a message, so it is not confined like the files above.
             data_dir = (here / settings.data_dir).resolve()
             if not (data_dir / "test.jsonl").is_file():
                 self.issues.add(doc.file, doc.line_of(("eval", "data-dir")),
@@ -468,19 +534,38 @@ class _SweepLoader:
         try:
             return validate_yaml(EvalThresholds, tdoc.data)
         except ValidationError as exc:
-            add_validation_issues(self.issues, exc, doc=tdoc, base=(), config_key=None, model=EvalThresholds)
+            with redacted_values():
+                add_validation_issues(self.issues, exc, doc=tdoc, base=(), config_key=None, model=EvalThresholds)
             return None
 
     def _load_runners(self, path: Path, *, doc: YamlDoc | None = None, at: tuple[PathPart, ...] = ()) -> None:
-        resolved = path.resolve()
+        resolved = safe_resolve(path)
         if resolved in self.loaded_runner_paths:
             return
         self.loaded_runner_paths.add(resolved)
-        runners = load_runners(path, self.issues, display=_display(path))
+        with redacted_values():
+            runners = load_runners(path, self.issues, display=_display(path))
         if runners is None and doc is not None:
             self._pin_last_issue(doc, at)
         if runners is not None:
             self.runner_files.append(runners)
+
+    def _reference(self, here: Path, rel: str, doc: YamlDoc, at: tuple[PathPart, ...]) -> Path | None:
+        """A file or folder a sweep file points to, if it resolves inside the sweep file's folder or an allowed
+        root (INFERSWEEP_CONFIG_ROOTS); else an issue at the referencing key and None. A config must not make
+        the loader read (and a parse error print) arbitrary host files such as /etc/passwd or ../secret.env."""
+        target = here / rel
+        try:
+            resolved = target.resolve()
+        except (OSError, RuntimeError):  # a symlink loop: reading it reports the loop
+            return target
+        roots = [here.resolve(), *allowed_roots()]
+        if any(resolved.is_relative_to(root) for root in roots):
+            return target
+        self.issues.add(doc.file, doc.line_of(at), f"'{rel}' resolves outside the sweep file's folder ({here.resolve()})",
+                        field_path=at, allowed="a file inside the sweep file's folder, or allow its folder with "
+                        f"{CONFIG_ROOTS_ENV}=/path[:/other] (folders the operator trusts)")
+        return None
 
     def _pin_last_issue(self, doc: YamlDoc, path: tuple[PathPart, ...]) -> None:
         """A referenced file is missing or unreadable: report it at the line and key that reference it."""
@@ -521,11 +606,16 @@ class _SweepLoader:
     def _check_hardware(self, sweep: Sweep) -> None:
         """Points against their runner's `hardware:` facts (runners.yaml, since 843c6254f): a single-node
         server must fit on one node, a DRAM-offloading agentic point needs the node's DRAM size, and its
-        prefill pool must tile the nodes (upstream's sizing rule)."""
+        prefill pool must tile the nodes (upstream's sizing rule). A single-node entry's server must also fit
+        the smallest inventory node of its runner label (any of them may be leased)."""
+        from infersweep.config.names import quote
+
         hardware = sweep.runners.hardware if sweep.runners else {}
         for key, entry in sweep.entries.items():
             doc, base = self.entry_lines[key]
             facts = hardware.get(entry.runner)
+            nodes = sweep.inventory.get(entry.runner, [])
+            smallest = min(nodes, key=lambda n: n.gpus) if nodes else None
             for path, point in entry.points():
                 dram = getattr(point, "kv_offloading", None) == "dram"
                 if facts is None:
@@ -536,16 +626,39 @@ class _SweepLoader:
                                         field_path=(*path, "kv-offloading"),
                                         allowed=f"hardware: {{{entry.runner}: {{available-cpu-dram-mib: N, "
                                         "gpus-per-node: 8}}}} in runners.yaml")
+                elif not entry.multinode or dram:  # multinode pools span nodes; only DRAM sizes them per node
+                    try:
+                        facts.node_gpus(point)
+                    except NodeFitError as exc:
+                        at = (*path, "tp") if point.prefill is None else (*path, "prefill")
+                        self.issues.add(doc.file, doc.line_of((*base, *at)), f"{exc} of runner '{entry.runner}'",
+                                        config_key=key, field_path=at,
+                                        allowed="a layout that fits the node (or divides it), or multinode: true")
+                        continue  # one message per layout
+                if smallest is None or entry.multinode or point.prefill is not None or point.decode is not None:
                     continue
-                if entry.multinode and not dram:
-                    continue  # multinode pools span nodes; only the DRAM budget sizes them per node
-                try:
-                    facts.node_gpus(point)
-                except NodeFitError as exc:
-                    at = (*path, "tp") if point.prefill is None else (*path, "prefill")
-                    self.issues.add(doc.file, doc.line_of((*base, *at)), f"{exc} of runner '{entry.runner}'",
-                                    config_key=key, field_path=at,
-                                    allowed="a layout that fits the node (or divides it), or multinode: true")
+                gpus = (point.tp or 1) * point.pp * point.pcp_size
+                if gpus > smallest.gpus:
+                    self.issues.add(doc.file, doc.line_of((*base, *path, "tp")),
+                                    f"tp x pp x pcp-size = {gpus} GPUs, more than the {smallest.gpus} GPUs of "
+                                    f"inventory node {quote(smallest.name)}, the smallest of runner '{entry.runner}'",
+                                    config_key=key, field_path=(*path, "tp"),
+                                    allowed=f"a layout of at most {smallest.gpus} GPUs, nodes with more gpus under "
+                                    f"inventory: {entry.runner}, or multinode: true")
+
+
+def safe_resolve(path: Path) -> Path:
+    """`path.resolve()`, or the absolute path when it cannot be resolved (a symlink loop raises RuntimeError on
+    Python 3.11): reading the file then reports the loop with its name."""
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError):
+        return path.absolute()
+
+
+def allowed_roots() -> list[Path]:
+    """The operator's extra roots for referenced files (INFERSWEEP_CONFIG_ROOTS), resolved."""
+    return [Path(p).expanduser().resolve() for p in os.environ.get(CONFIG_ROOTS_ENV, "").split(":") if p.strip()]
 
 
 def _merge_runners(files: list[Runners]) -> Runners | None:
@@ -578,7 +691,7 @@ def _looks_like_master(data: Any) -> bool:
 
 def _display(path: Path) -> str:
     """Paths in messages: relative to the working directory when under it, else absolute."""
-    resolved = path.resolve()
+    resolved = safe_resolve(path)
     try:
         return str(resolved.relative_to(Path.cwd().resolve()))
     except ValueError:

@@ -25,11 +25,24 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
 
 def _store_error(db: str | None, exc: Exception) -> str:
     """One line naming the (masked) store URL, the driver's message and the usual fix."""
-    from infersweep.store.db import mask_url, resolve_url
+    from infersweep.store.db import mask_url
+    from infersweep.store.readonly import resolve_read_url
 
     detail = str(getattr(exc, "orig", None) or exc).splitlines()[0]
-    return (f"cannot read the results store {mask_url(resolve_url(db))}: {detail} "
+    return (f"cannot read the results store {mask_url(resolve_read_url(db))}: {detail} "
             "(is the URL right, and has `infersweep db upgrade` created the schema?)")
+
+
+def _read_url(db: str | None) -> str:
+    """The store URL opened read-only (a report never creates a folder, a file or a schema); exits with the
+    path and how to get results when the SQLite store does not exist."""
+    from infersweep.store.db import StoreConfigError
+    from infersweep.store.readonly import readonly_url
+
+    try:
+        return readonly_url(db, option="--db")
+    except StoreConfigError as exc:
+        raise _fail(str(exc)) from None
 
 
 @report_app.callback()
@@ -59,8 +72,9 @@ def report_command(
 
     if results_dir is not None and (db or run):
         raise _fail("--results-dir reads files; it cannot be combined with --db or --run")
+    db_url = _read_url(db) if results_dir is None else None
     try:
-        outcome = build_report(out, db_url=db, runs=run or (), results_dir=results_dir, dag_ids=dag_id or (),
+        outcome = build_report(out, db_url=db_url, runs=run or (), results_dir=results_dir, dag_ids=dag_id or (),
                                title=title)
     except (SelectorNotFound, ResultFileError, StoreConfigError) as exc:
         raise _fail(str(exc)) from None
@@ -101,9 +115,12 @@ def compare_command(
     from infersweep.report.text import gate_table
     from infersweep.store.db import StoreConfigError
 
+    # the store is read only when a side is not a result file/folder (history comes from the store too)
+    needs_store = not (Path(base).exists() and Path(head).exists())
+    db_url = _read_url(db) if needs_store else db
     try:
         comparison, result = compare_and_gate(
-            base, head, db_url=db, floor=noise_floor, k=noise_k, metrics=tuple(metric or DEFAULT_GATE_METRICS),
+            base, head, db_url=db_url, floor=noise_floor, k=noise_k, metrics=tuple(metric or DEFAULT_GATE_METRICS),
             use_history=not no_history,
         )
     except (SelectorNotFound, ResultFileError, StoreConfigError, ValueError) as exc:

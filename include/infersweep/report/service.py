@@ -70,9 +70,10 @@ def load_selection(
         return load_dir(Path(results_dir)), f"Result files under {results_dir}.", None
     from infersweep.report.store_source import latest_runs, load_run_refs, resolve_runs, run_summaries
     from infersweep.store.db import get_engine, mask_url, resolve_url
+    from infersweep.store.readonly import display_url
 
     engine = get_engine(db_url)
-    where = mask_url(resolve_url(db_url))
+    where = display_url(mask_url(resolve_url(db_url)))
     if runs:
         refs = resolve_runs(engine, runs)
         source = f"Runs {', '.join(runs)} from {where}."

@@ -2,15 +2,41 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
 
 UrlOpt = Annotated[
     str | None,
     typer.Option("--url", help="SQLAlchemy URL (default: INFERSWEEP_DB_URL, Airflow conn infersweep_results, "
                                "./.infersweep/results.sqlite)"),
 ]
+
+
+@contextmanager
+def _reading(url: str | None) -> Iterator[Engine]:
+    """A read-only engine for a command that only reads: a missing SQLite store is reported (path and how to
+    create it) instead of created, and a store the query cannot read is one line, not a traceback."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from infersweep.store.db import StoreConfigError, mask_url
+    from infersweep.store.readonly import open_readonly, resolve_read_url
+
+    try:
+        yield open_readonly(url, option="--url")
+    except StoreConfigError as exc:
+        typer.echo(f"infersweep db: {exc}", err=True)
+        raise typer.Exit(2) from None
+    except SQLAlchemyError as exc:
+        detail = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+        typer.echo(f"infersweep db: cannot read the results store {mask_url(resolve_read_url(url))}: {detail} "
+                   "(is the URL right, and has `infersweep db upgrade` created the schema?)", err=True)
+        raise typer.Exit(2) from None
 
 
 def register(app: typer.Typer) -> None:
@@ -32,28 +58,30 @@ def register(app: typer.Typer) -> None:
     @db.command("current")
     def current(url: UrlOpt = None) -> None:
         """Print the DB's migration revision and the packaged head."""
-        from infersweep.store.db import get_engine, mask_url
+        from infersweep.store.db import mask_url
         from infersweep.store.migrate import current_revision, head_revision
+        from infersweep.store.readonly import resolve_read_url
 
-        engine = get_engine(url)
-        typer.echo(f"{mask_url(engine.url)}: revision {current_revision(engine)} (head {head_revision()})")
+        with _reading(url) as engine:
+            rev = current_revision(engine)
+        typer.echo(f"{mask_url(resolve_read_url(url))}: revision {rev} (head {head_revision()})")
 
     @db.command("summary")
     def summary(url: UrlOpt = None, dag_id: str | None = typer.Option(None, "--dag-id"),
                 run_id: str | None = typer.Option(None, "--run-id"), limit: int = 20) -> None:
         """Run summaries ("53/55 green") and their failure classes."""
-        from infersweep.store.db import get_engine
         from infersweep.store.views import failure_breakdown, run_summary
 
-        engine = get_engine(url)
-        rows = run_summary(engine, dag_id=dag_id, run_id=run_id, limit=limit)
+        with _reading(url) as engine:
+            rows = run_summary(engine, dag_id=dag_id, run_id=run_id, limit=limit)
+            breakdowns = [failure_breakdown(engine, dag_id=r["dag_id"], run_id=r["run_id"]) for r in rows]
         if not rows:
             typer.echo("no runs recorded")
             return
-        for r in rows:
+        for r, failures in zip(rows, breakdowns, strict=True):
             typer.echo(f"{r['dag_id']}  {r['run_id']}  {r['trigger_kind']:<9} {r['status']:<8} {r['label']}"
                        f"  groups {r['groups_ok']}/{r['groups_total']}  evals {r['evals_passed']}/{r['evals_total']}")
-            for f in failure_breakdown(engine, dag_id=r["dag_id"], run_id=r["run_id"]):
+            for f in failures:
                 typer.echo(f"    {f['source']:<8} {f['failure_kind']:<32} {f['n']}")
 
     @db.command("flush")
@@ -72,20 +100,21 @@ def register(app: typer.Typer) -> None:
         """Nodes (drained or not) and their leases."""
         from sqlalchemy import select
 
-        from infersweep.store.db import get_engine
         from infersweep.store.leases import active_leases, lease_history
         from infersweep.store.models import NodeRow
 
-        engine = get_engine(url)
-        with engine.connect() as conn:
-            nodes = conn.execute(select(NodeRow.name, NodeRow.runner, NodeRow.enabled).order_by(NodeRow.name)).all()
-        held = {x.node: x for x in active_leases(engine)}
+        with _reading(url) as engine:
+            with engine.connect() as conn:
+                nodes = conn.execute(select(NodeRow.name, NodeRow.runner, NodeRow.enabled)
+                                     .order_by(NodeRow.name)).all()
+            held = {x.node: x for x in active_leases(engine)}
+            past = lease_history(engine) if history else []
         for name, runner, enabled in nodes:
             lease = held.get(name)
             state = f"held by {lease.holder} until {lease.expires_at:%H:%M:%S}" if lease else "free"
             typer.echo(f"{name:<24} {runner:<12} {'enabled' if enabled else 'DRAINED':<8} {state}")
         if history:
-            for x in lease_history(engine):
+            for x in past:
                 typer.echo(f"  {x.node:<24} {x.acquired_at:%Y-%m-%d %H:%M:%S} -> "
                            f"{x.released_at or '(active)'} {x.release_reason or ''} {x.holder}")
 

@@ -30,6 +30,8 @@ DEFAULT_SQLITE_PATH = Path(".infersweep") / "results.sqlite"
 CONNECT_TIMEOUT_S = int(os.environ.get("INFERSWEEP_DB_CONNECT_TIMEOUT_S", "10"))
 STATEMENT_TIMEOUT_MS = int(os.environ.get("INFERSWEEP_DB_STATEMENT_TIMEOUT_MS", "60000"))
 SQLITE_BUSY_TIMEOUT_MS = int(os.environ.get("INFERSWEEP_DB_BUSY_TIMEOUT_MS", "30000"))
+#: Shared by the write and the read-only engines' connect hooks.
+SQLITE_BUSY_TIMEOUT_PRAGMA = f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}"
 
 _engines: dict[str, Engine] = {}
 _engines_lock = threading.Lock()
@@ -114,7 +116,7 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     dbapi_conn.isolation_level = None
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    cur.execute(SQLITE_BUSY_TIMEOUT_PRAGMA)
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.close()
@@ -130,12 +132,15 @@ def make_engine(url: str) -> Engine:
     url = normalize_url(url)
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
-        if parsed.database and parsed.database != ":memory:":
+        from infersweep.store.readonly import is_readonly_url, is_uri_database, sqlite_readonly_pragmas
+
+        # a `file:` URI (the read-only opener's) is not a path: there is no folder to create
+        if parsed.database and parsed.database != ":memory:" and not is_uri_database(parsed):
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(
             url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},
         )
-        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "connect", sqlite_readonly_pragmas if is_readonly_url(parsed) else _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin)
         return engine
     return create_engine(
