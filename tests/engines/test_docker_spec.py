@@ -133,3 +133,39 @@ def test_missing_gpu_runtime_is_a_typed_permanent_error():
     other = _start_error(docker.errors.APIError("500", explanation="no space left on device"),
                          build_container_spec(dep_recipe(), NODE, run_id="r"))
     assert type(other).__name__ == "EngineError" and "no space left" in str(other)
+
+
+AMD_NODE = Node.model_validate({"name": "mi355x-01", "runner": "mi355x-amds", "docker-url": "unix:///var/run/docker.sock",
+                                "hf-home": "/mnt/hf"})
+
+
+def test_amd_nodes_get_rocm_devices_not_an_nvidia_device_request():
+    recipe = Recipe(image="rocm/atom:v1", argv=("python3", "-m", "atom.entrypoints.openai_server"), model=MODEL, gpus=8)
+    spec = build_container_spec(recipe, AMD_NODE, run_id="r1", device_ids=["0", "1"])
+    assert spec.device_requests == ()
+    assert spec.devices == ("/dev/kfd:/dev/kfd:rwm", "/dev/dri:/dev/dri:rwm")
+    assert (spec.group_add, spec.security_opt, spec.ipc_mode) == (("video",), ("seccomp=unconfined",), "host")
+    assert spec.environment["HIP_VISIBLE_DEVICES"] == "0,1"
+    kwargs = spec.create_kwargs()
+    assert kwargs["devices"] == list(spec.devices) and kwargs["group_add"] == ["video"]
+    assert kwargs["device_requests"] == []
+    # NVIDIA nodes keep their device requests and get no ROCm devices.
+    assert build_container_spec(recipe, NODE, run_id="r1").devices == ()
+
+
+def test_generated_config_files_are_copied_into_the_config_dir():
+    import io
+    import tarfile
+
+    from infersweep.engines.docker import config_files_tar
+    from infersweep.recipes.model import CONFIG_DIR
+
+    recipe = Recipe(image="img", argv=("trtllm-serve", MODEL), model=MODEL, gpus=0, framework="trt",
+                    files={"extra.yml": "kv_cache_config:\n  dtype: fp8\n"})
+    spec = build_container_spec(recipe, None, run_id="r1")
+    assert spec.files == {"extra.yml": "kv_cache_config:\n  dtype: fp8\n"} and spec.to_json()["files"] == ["extra.yml"]
+    with tarfile.open(fileobj=io.BytesIO(config_files_tar(spec.files))) as tar:
+        names = tar.getnames()
+        member = tar.extractfile(f"{CONFIG_DIR.strip('/')}/extra.yml")
+        assert member is not None and member.read().decode() == "kv_cache_config:\n  dtype: fp8\n"
+    assert names == ["infersweep", "infersweep/config", "infersweep/config/extra.yml"]

@@ -224,6 +224,22 @@ def test_dead_container_fails_fast_with_its_log(engine, node, rootfs_image):
     assert _containers(engine, node) == []
 
 
+def test_generated_config_files_are_in_the_container(engine, node, rootfs_image):
+    """Recipe.files (e.g. TensorRT-LLM's LLM-API YAML) are in CONFIG_DIR before the server starts."""
+    recipe = Recipe(image=rootfs_image, model="none", gpus=0, port=8000, serve_group="itest-files",
+                    mounts=(Mount(source="/usr", target="/usr", read_only=True),),
+                    files={"extra.yml": "stream_interval: 10\n"},
+                    argv=("/bin/sh", "-c", "cat /infersweep/config/extra.yml; exit 3"))
+    handles = []
+    with pytest.raises(EngineError, match="exited") as info:
+        handles.append(engine.start(recipe, node))
+        engine.wait_ready(handles[0], deadline_s=600)
+    assert "stream_interval: 10" in info.value.log_tail
+    for h in handles:
+        engine.stop(h, grace_s=1)
+    assert _containers(engine, node) == []
+
+
 def test_gpu_request_without_toolkit_is_node_misconfigured(engine, node, rootfs_image, repo_root):
     from infersweep.faults import classify
 

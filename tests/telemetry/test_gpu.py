@@ -228,3 +228,38 @@ def test_background_sampler_runs_until_stopped_and_closes_its_source():
     assert len(series) >= 3 and src.closed
     assert all(s.power_w == 100.0 for s in series)
     assert [s.t for s in series] == sorted(s.t for s in series)
+
+
+def test_sim_source_falls_back_to_prometheus_metrics_for_the_trt_flavor() -> None:
+    """A TensorRT-LLM-flavoured sim answers /metrics with JSON iteration stats (`[]`), as trtllm-serve does;
+    its Prometheus text, with the sim:gpu_* gauges, is at /prometheus/metrics."""
+    import http.server
+    import threading
+
+    from infersweep.telemetry.gpu import SimMetricsSource
+
+    hits: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            hits.append(self.path)
+            body = b"[]" if self.path == "/metrics" else b'sim:gpu_power_watts{gpu="0"} 350.0\n'
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        source = SimMetricsSource(f"http://127.0.0.1:{server.server_address[1]}")
+        (sample,) = source.read(1.0)
+        assert sample.power_w == 350.0 and sample.simulated
+        assert source.read(2.0)[0].power_w == 350.0
+        assert hits == ["/metrics", "/prometheus/metrics", "/prometheus/metrics"]  # remembers the path
+    finally:
+        server.shutdown()
+        server.server_close()

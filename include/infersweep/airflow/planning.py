@@ -21,7 +21,7 @@ from infersweep.plan.models import AGENTIC, AgenticJob, ServeGroup
 from infersweep.plan.planner import Expansion, PlanFilters, expand
 from infersweep.recipes import rules
 from infersweep.recipes.preflight import preflight
-from infersweep.recipes.vllm import build_recipe
+from infersweep.recipes.registry import build_recipe
 
 log = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ from infersweep.config.inventory import Node
 from infersweep.engines import readiness
 from infersweep.engines.base import Engine, EngineError, ServerHandle
 from infersweep.engines.readiness import tail_lines
-from infersweep.recipes.model import Recipe
+from infersweep.recipes.model import CONFIG_DIR, Recipe
 from infersweep.store.logs import redact
 
 if TYPE_CHECKING:
@@ -81,6 +81,14 @@ class ContainerSpec:
     ipc_mode: str = "host"
     shm_size: str = DEFAULT_SHM_SIZE
     network_mode: str | None = None
+    #: ROCm access on AMD nodes (device nodes, groups, security options), as AMD's own `docker run` docs and
+    #: InferenceX's AMD launchers give the container; empty on NVIDIA, which uses device requests instead.
+    devices: tuple[str, ...] = ()
+    group_add: tuple[str, ...] = ()
+    security_opt: tuple[str, ...] = ()
+    cap_add: tuple[str, ...] = ()
+    #: Generated engine config files (Recipe.files), copied into CONFIG_DIR before the container starts.
+    files: Mapping[str, str] = field(default_factory=dict)
 
     def redacted(self) -> ContainerSpec:
         """A copy with credential env values replaced by `***` (safe to log, store or return)."""
@@ -103,6 +111,10 @@ class ContainerSpec:
             "ipc_mode": r.ipc_mode,
             "shm_size": r.shm_size,
             "network_mode": r.network_mode,
+            # Only where set: the specs of NVIDIA containers stay as they were recorded.
+            **{k: v for k, v in (("devices", list(r.devices)), ("group_add", list(r.group_add)),
+                                 ("security_opt", list(r.security_opt)), ("cap_add", list(r.cap_add)),
+                                 ("files", sorted(r.files))) if v},
         }
 
     def create_kwargs(self) -> dict[str, Any]:
@@ -134,6 +146,9 @@ class ContainerSpec:
             "shm_size": self.shm_size,
             "detach": True,
         }
+        for key in ("devices", "group_add", "security_opt", "cap_add"):
+            if getattr(self, key):
+                kwargs[key] = list(getattr(self, key))
         if self.network_mode:
             kwargs["network_mode"] = self.network_mode
         else:
@@ -193,7 +208,15 @@ def build_container_spec(
     )
 
     device_requests: tuple[dict[str, Any], ...] = ()
-    if device_ids:
+    rocm: dict[str, tuple[str, ...]] = {}
+    if recipe.gpus > 0 and node is not None and _vendor(node) == "amd":
+        # ROCm has no device-request driver: the container gets the KFD and DRI device nodes, and a lease's
+        # GPU ids narrow what HIP sees.
+        rocm = {"devices": ROCM_DEVICES, "group_add": ("video",), "security_opt": ("seccomp=unconfined",),
+                "cap_add": ("SYS_PTRACE",)}
+        if device_ids:
+            env.setdefault("HIP_VISIBLE_DEVICES", ",".join(str(d) for d in device_ids))
+    elif device_ids:
         device_requests = ({"Driver": "", "Count": 0, "DeviceIDs": [str(d) for d in device_ids],
                             "Capabilities": [["gpu"]]},)
     elif recipe.gpus > 0:
@@ -221,7 +244,44 @@ def build_container_spec(
         ipc_mode="host",
         shm_size=shm_size,
         network_mode=network_mode,
+        files=dict(recipe.files),
+        **rocm,  # type: ignore[arg-type]
     )
+
+
+#: Device nodes a ROCm container needs: the compute driver (KFD) and the render nodes (DRI).
+ROCM_DEVICES = ("/dev/kfd:/dev/kfd:rwm", "/dev/dri:/dev/dri:rwm")
+
+
+def _vendor(node: Node) -> str:
+    from infersweep.recipes.hardware import gpu_for_runner
+
+    spec = gpu_for_runner(node.runner)
+    return spec.vendor if spec else "nvidia"
+
+
+def config_files_tar(files: Mapping[str, str]) -> bytes:
+    """The recipe's generated config files as a tar stream to unpack at `/` (CONFIG_DIR and its parents
+    included), for put_archive: it works against remote daemons (ssh://, tcp://) too, where a bind mount of a
+    local file would not."""
+    import io
+    import tarfile
+    import time
+
+    buf = io.BytesIO()
+    now = int(time.time())
+    parts = CONFIG_DIR.strip("/").split("/")
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for depth in range(1, len(parts) + 1):
+            info = tarfile.TarInfo("/".join(parts[:depth]))
+            info.type, info.mode, info.mtime = tarfile.DIRTYPE, 0o755, now
+            tar.addfile(info)
+        for name, text in sorted(files.items()):
+            data = text.encode()
+            info = tarfile.TarInfo(f"{'/'.join(parts)}/{name}")
+            info.size, info.mode, info.mtime = len(data), 0o644, now
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
 
 
 def _default_run_id() -> str:
@@ -336,6 +396,8 @@ class DockerEngine(Engine):
         )
         self._tracked[handle.id] = _Tracked(recipe=recipe, node=node)
         try:
+            if spec.files:
+                container.put_archive("/", config_files_tar(spec.files))
             container.start()
         except docker.errors.APIError as exc:
             # Created but never ran: remove it now so a failed start leaves nothing behind.

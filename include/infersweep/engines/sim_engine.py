@@ -1,7 +1,9 @@
-"""The simulated backend: a recipe's `vllm serve …` argv runs as `infersweep sim serve …`, locally.
+"""The simulated backend: a recipe's server command runs as `infersweep sim serve …`, locally.
 
 This is the embedded default (laptop, CI): the same process-group, readiness and stop semantics as the
-local-process backend, with the recipe's flags mapped onto the simulator by `recipe_to_sim_argv`.
+local-process backend, with the recipe's flags mapped onto the simulator by `recipe_to_sim_argv`. vLLM
+recipes run as they are; SGLang, TensorRT-LLM and ATOM recipes are translated (`engines/sim/flavors.yaml`)
+and the server mimics that engine (`--flavor`: health, metrics names, /version).
 """
 
 from __future__ import annotations
@@ -42,8 +44,7 @@ def fault_args(recipe: Recipe, spec: str | None = None) -> list[str]:
             raise ValueError("expected a JSON object of selector -> list of flags")
     except ValueError as exc:
         raise EngineError(f"{FAULTS_ENV}: {exc}; e.g. {{\"tp=2\": [\"--die-after-requests\", \"9\"]}}") from exc
-    argv = list(recipe.argv)
-    tp = argv[argv.index("--tensor-parallel-size") + 1] if "--tensor-parallel-size" in argv[:-1] else "1"
+    tp = _recipe_tp(recipe.argv)
     out: list[str] = []
     for selector, flags in faults.items():
         if selector in ("*", f"tp={tp}", recipe.serve_group):
@@ -53,6 +54,22 @@ def fault_args(recipe: Recipe, spec: str | None = None) -> list[str]:
                                   f"got {bad}")
             out += [str(f) for f in flags]
     return out
+
+
+#: Tensor-parallel flags of every framework's launcher (vLLM, SGLang, TensorRT-LLM, ATOM).
+_TP_FLAGS = ("--tensor-parallel-size", "-tp", "--tp", "--tp-size", "--tp_size", "--tensor_parallel_size")
+
+
+def _recipe_tp(argv: Sequence[str]) -> str:
+    """The recipe's tensor parallelism as written in its argv ("1" when not given)."""
+    for i, arg in enumerate(argv):
+        flag, eq, value = arg.partition("=")
+        if flag in _TP_FLAGS:
+            if eq:
+                return value
+            if i + 1 < len(argv):
+                return argv[i + 1]
+    return "1"
 
 
 class SimulatedEngine(ProcessEngine):

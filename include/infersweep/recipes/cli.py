@@ -70,7 +70,7 @@ def recipe_json(
 ) -> dict[str, Any]:
     """Recipe JSON for one group: the Recipe fields plus fingerprint, concs and the memory verdict."""
     from infersweep.recipes.preflight import preflight
-    from infersweep.recipes.vllm import build_recipe
+    from infersweep.recipes.registry import build_recipe
 
     quirks = sweep.quirks_for(group.model_prefix, group.model)
     recipe = build_recipe(group, quirks, port=port, hf_cache=hf_cache, served_model_name=served_model_name)
@@ -103,10 +103,16 @@ def recipe_command(
     port: int = typer.Option(8888, "--port", min=1, max=65535),
     hf_cache: str | None = typer.Option(None, "--hf-cache", help="Host HF hub cache to mount into the container."),
     served_model_name: str | None = typer.Option(None, "--served-model-name"),
+    all_groups: bool = typer.Option(False, "--all", help="Every single-node serve group of the configs."),
+    config_keys: list[str] | None = typer.Option(
+        None, "--config-keys", help="With --all: only config keys matching these globs (repeatable)."),
+    fmt: str = typer.Option("json", "--format", help="json (one group, indented) | jsonl (one object per line)."),
 ) -> None:
-    """Print the vLLM serve recipe of one serve group as JSON (image, argv, env, gpus, port, memory).
+    """Print the serve recipe of one serve group as JSON (image, argv, env, files, gpus, port, memory), or with
+    --all one JSON object per serve group.
 
-    Needs --config-key, --isl, --osl and --tp. `infersweep recipe validate-cli` checks recipes against vLLM.
+    Needs --config-key, --isl, --osl and --tp without --all. `infersweep recipe validate-cli` checks recipes
+    against vLLM.
     """
     from infersweep.config.errors import ConfigError
     from infersweep.config.sweep import load_sweep
@@ -114,6 +120,16 @@ def recipe_command(
 
     if ctx.invoked_subcommand is not None:
         return
+    if fmt not in ("json", "jsonl"):
+        _fail(f"--format {fmt!r}: use json or jsonl")
+    if all_groups:
+        try:
+            sweep = load_sweep(config or [Path("configs")])
+        except ConfigError as exc:
+            _fail(str(exc))
+        raise typer.Exit(_print_all(sweep, tuple(config_keys or ("*",)), fmt, port=port, hf_cache=hf_cache))
+    if config_keys:
+        _fail("--config-keys selects groups for --all; one group is chosen with --config-key")
     missing = [flag for flag, value in (("--config-key", config_key), ("--isl", isl), ("--osl", osl), ("--tp", tp))
                if value is None]
     if config_key is None or isl is None or osl is None or tp is None:
@@ -134,6 +150,53 @@ def recipe_command(
     except (ValueError, RecipeError) as exc:
         _fail(str(exc))
     sys.stdout.write(json.dumps(out, indent=2) + "\n")
+
+
+#: The keys of one `recipe --all --format jsonl` line (a contract; more may follow, none are renamed).
+BATCH_KEYS = ("config-key", "isl", "osl", "tp", "ep", "dp-attn", "pp", "dcp-size", "pcp-size", "spec-decoding",
+              "concs", "framework", "image", "argv", "env", "files")
+
+
+def batch_record(sweep: Sweep, group: ServeGroup, *, port: int = 8888, hf_cache: str | None = None) -> dict[str, Any]:
+    """One group's line for `recipe --all`: its topology and its recipe, or `error` when it has none."""
+    from infersweep.recipes.errors import RecipeError
+    from infersweep.recipes.registry import build_recipe
+
+    out: dict[str, Any] = {
+        "config-key": group.config_key, "isl": group.isl, "osl": group.osl, "tp": group.tp, "ep": group.ep,
+        "dp-attn": group.dp_attn, "pp": group.pp, "dcp-size": group.dcp_size, "pcp-size": group.pcp_size,
+        "spec-decoding": group.spec_decoding, "concs": list(group.concs), "framework": group.framework,
+        "image": group.image,
+    }
+    try:
+        recipe = build_recipe(group, sweep.quirks_for(group.model_prefix, group.model), port=port, hf_cache=hf_cache,
+                              served_model_name=group.model)
+    except RecipeError as exc:
+        return {**out, "argv": None, "env": None, "files": None, "error": str(exc)}
+    return {**out, "argv": list(recipe.argv), "env": recipe.env, "files": recipe.files, "gpus": recipe.gpus,
+            "fingerprint": recipe.fingerprint(), "error": None}
+
+
+def _print_all(sweep: Sweep, globs: tuple[str, ...], fmt: str, *, port: int, hf_cache: str | None) -> int:
+    import collections
+    import fnmatch
+
+    from infersweep.plan.groups import group_jobs
+    from infersweep.plan.planner import PlanFilters, expand_jobs
+
+    keys = tuple(k for k in sweep.entries if any(fnmatch.fnmatchcase(k, g) for g in globs))
+    if not keys:
+        _fail(f"--config-keys {' '.join(globs)} matches no config key")
+    groups = group_jobs(expand_jobs(sweep, PlanFilters(config_keys=keys)))
+    records = [batch_record(sweep, g, port=port, hf_cache=hf_cache) for g in groups]
+    for rec in records:
+        sys.stdout.write(json.dumps(rec) + "\n" if fmt == "jsonl" else json.dumps(rec, indent=2) + "\n")
+    failed = collections.Counter(r["framework"] for r in records if r["error"])
+    built = collections.Counter(r["framework"] for r in records if not r["error"])
+    summary = ", ".join(f"{fw} {built[fw]}/{built[fw] + failed[fw]}" for fw in sorted(set(built) | set(failed)))
+    typer.echo(f"recipes: {len(records) - sum(failed.values())} of {len(records)} serve groups built ({summary})",
+               err=True)
+    return 1 if failed else 0
 
 
 def validate_cli_command(

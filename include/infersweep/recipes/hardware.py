@@ -27,6 +27,11 @@ class GpuSpec:
     fp8_tflops: float
     tdp_w: float
 
+    @property
+    def vendor(self) -> str:
+        """`amd` (Instinct: ROCm devices, amd-smi) or `nvidia` (CUDA device requests, nvidia-smi)."""
+        return "amd" if self.name.startswith("mi") else "nvidia"
+
 
 GPU_SPECS: dict[str, GpuSpec] = {
     s.name: s

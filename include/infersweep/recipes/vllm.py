@@ -1,24 +1,37 @@
 """Build the vLLM serve recipe of a serve group: image, argv, env, GPUs, mounts, port — as data.
 
-The argv reproduces the seed recipe (InferenceX `minimaxm3_fp8_{h200,h100}[_mtp].sh`) flag for flag and
-in its order, generalised to any vLLM group; everything model- or hardware-specific comes from
-`ModelQuirks`. Routing is by the group's fields (framework, spec-decoding, parallel layout), never by
-file or key names, so a speculative group without a draft model is an error, not a silent fallback to
-the plain recipe (the seed's H100 launcher bug).
+Two paths, both driven by data:
+
+* A *launch profile* of `recipes/data/vllm.yaml` (`launches:`) covers a model x precision x hardware that
+  InferenceX serves with its own per-model script (DeepSeek-V4, gpt-oss, Kimi-K2.5, MiniMax-M2.5): the argv,
+  env and generated config files are exactly the script's, with its bash arithmetic as formulas over the
+  group's facts at its highest concurrency.
+* Otherwise the generic recipe: it reproduces the seed recipe (InferenceX `minimaxm3_fp8_{h200,h100}[_mtp].sh`)
+  flag for flag and in its order, generalised to any vLLM group; everything model- or hardware-specific comes
+  from `ModelQuirks` — the caller's, or, when the caller has none for the model (master-file-only sweeps), the
+  packaged `model-defaults:` of the table; a speculative drafter may also come from the table's
+  `spec-decoding:` rules (per model x hardware).
+
+Routing is by the group's fields (framework, model, precision, GPU, spec-decoding, parallel layout), never by
+file or key names, so a speculative group without a drafter is an error, not a silent fallback to the plain
+recipe (the seed's H100 launcher bug).
 """
 
 from __future__ import annotations
 
 import json
+from typing import Any
+
+import yaml
 
 from infersweep.config.quirks import ModelQuirks
 from infersweep.plan.models import ServeGroup
 from infersweep.recipes import rules
+from infersweep.recipes.common import CONTAINER_HF_CACHE, topology_components
 from infersweep.recipes.errors import MissingQuirkError, RecipeError, UnsupportedFrameworkError
-from infersweep.recipes.model import Mount, Recipe
+from infersweep.recipes.model import CONFIG_DIR, Mount, Recipe
+from infersweep.recipes.ruledata import Facts, matches
 
-#: Where a node's Hugging Face hub cache is mounted inside the container (the seed's HF_HUB_CACHE).
-CONTAINER_HF_CACHE = "/mnt/hf_hub_cache"
 #: vLLM's default is 600 s, too short to load a ~444 GB checkpoint from a shared filesystem.
 ENGINE_READY_TIMEOUT_S = 3600
 
@@ -89,7 +102,7 @@ def parallel_args(group: ServeGroup) -> list[str]:
     return args
 
 
-def speculative_config(group: ServeGroup, quirks: ModelQuirks | None) -> str | None:
+def speculative_config(group: ServeGroup, quirks: ModelQuirks | None, *, spaced: bool = False) -> str | None:
     """The `--speculative-config` JSON for a speculative group; None for spec-decoding none.
 
     Raises MissingQuirkError when the group asks for speculative decoding that no quirk describes.
@@ -113,7 +126,7 @@ def speculative_config(group: ServeGroup, quirks: ModelQuirks | None) -> str | N
     }
     if spec.attention_backend:
         payload["attention_backend"] = spec.attention_backend
-    return json.dumps(payload, separators=(",", ":"))
+    return json.dumps(payload) if spaced else json.dumps(payload, separators=(",", ":"))
 
 
 def build_recipe(
@@ -142,7 +155,12 @@ def build_recipe(
         )
     if not 1 <= port <= 65535:
         raise RecipeError(f"{_where(group)}: port {port} is not a TCP port")
-    spec_json = speculative_config(group, quirks)
+    profile = launch_profile(group)
+    if profile is not None:
+        return _profile_recipe(group, quirks, profile, port=port, hf_cache=hf_cache,
+                               served_model_name=served_model_name)
+    quirks, spaced_json = effective_quirks(group, quirks)
+    spec_json = speculative_config(group, quirks, spaced=spaced_json)
 
     argv = ["vllm", "serve", group.model, "--port", str(port)]
     if served_model_name:
@@ -171,25 +189,28 @@ def build_recipe(
     argv += ["--no-enable-prefix-caching", "--trust-remote-code"]
 
     env = dict(BASE_ENV)
-    mounts: tuple[Mount, ...] = ()
-    if hf_cache:
-        env["HF_HUB_CACHE"] = CONTAINER_HF_CACHE
-        mounts = (Mount(source=hf_cache, target=CONTAINER_HF_CACHE),)
     if quirks:
         env.update(quirks.env)
+    draft = quirks.spec_decoding[group.spec_decoding].draft_model if spec_json is not None and quirks else None
+    return _recipe(group, argv, env, {}, port=port, hf_cache=hf_cache, served_model_name=served_model_name,
+                   draft=draft)
+
+
+def _recipe(group: ServeGroup, argv: list[str], env: dict[str, str], files: dict[str, str], *, port: int,
+            hf_cache: str | None, served_model_name: str | None, draft: str | None) -> Recipe:
+    """The Recipe of a finished argv/env: HF cache mount, readiness timeout, recorded components."""
+    mounts: tuple[Mount, ...] = ()
+    if hf_cache:
+        env = {**env, "HF_HUB_CACHE": CONTAINER_HF_CACHE}
+        mounts = (Mount(source=hf_cache, target=CONTAINER_HF_CACHE),)
     try:
         ready_timeout = float(env["VLLM_ENGINE_READY_TIMEOUT_S"])
     except ValueError as exc:
         raise RecipeError(f"{_where(group)}: quirks env VLLM_ENGINE_READY_TIMEOUT_S is not a number") from exc
 
-    draft = quirks.spec_decoding[group.spec_decoding].draft_model if spec_json is not None and quirks else None
     # `vllm serve` has no flag for an external router or a KV transfer engine in a single-server topology;
     # they are recorded with the recipe, so results with and without them are never taken for each other.
-    components: dict[str, object] = {}
-    if group.router is not None:
-        components["router"] = group.router.model_dump(mode="json")
-    if group.kv_p2p_transfer is not None:
-        components["kv-p2p-transfer"] = group.kv_p2p_transfer
+    components = topology_components(group)
     return Recipe(
         image=group.image,
         argv=tuple(argv),
@@ -203,4 +224,103 @@ def build_recipe(
         ready_timeout_s=ready_timeout,
         serve_group=group.id,
         components=components,
+        files=files,
     )
+
+
+# --------------------------------------------------------------------------------------------- rule table
+TABLE = rules.TABLE
+launch_facts = rules.launch_facts
+launch_profile = rules.launch_profile
+
+
+effective_quirks = rules.effective_quirks
+_evaluate = rules.evaluate_value
+
+
+def _value_tokens(flag: str, value: Any) -> list[str]:
+    if value is None or value is False:
+        return []
+    if value is True:
+        return [flag]
+    if isinstance(value, str) and value.startswith("@"):
+        return [flag, f"{CONFIG_DIR}/{value[1:]}"]
+    return [flag, str(value)]
+
+
+def _profile_args(group: ServeGroup, profile: dict[str, Any], facts: Facts) -> list[str]:
+    out: list[str] = []
+    for item in profile.get("args") or ():
+        if not isinstance(item, dict):
+            raise RecipeError(f"recipes/data/vllm.yaml profile {profile.get('name')!r}: arg {item!r} is not a mapping")
+        flags = [k for k in item if k != "when"]
+        if len(flags) != 1:
+            raise RecipeError(f"recipes/data/vllm.yaml profile {profile.get('name')!r}: arg {item!r} needs one flag")
+        if not matches(item.get("when"), facts):
+            continue
+        out += _value_tokens(flags[0], _evaluate(item[flags[0]], facts))
+    return out
+
+
+def _file_value(value: Any, facts: Facts) -> Any:
+    if isinstance(value, dict):
+        return {k: _file_value(v, facts) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_file_value(v, facts) for v in value]
+    return _evaluate(value, facts)
+
+
+def _apply_extra_flags(argv: list[str], extra: tuple[str, ...]) -> list[str]:
+    """Quirk flags on a profile's argv: a flag the argv has gets the quirk's value in place, others append."""
+    out = list(argv)
+    i = 0
+    while i < len(extra):
+        flag = extra[i]
+        values: list[str] = []
+        j = i + 1
+        while j < len(extra) and not extra[j].startswith("--"):
+            values.append(extra[j])
+            j += 1
+        name = flag.split("=", 1)[0]
+        if name in out:
+            k = out.index(name)
+            end = k + 1
+            while end < len(out) and not out[end].startswith("-"):
+                end += 1
+            out[k:end] = [flag, *values]
+        else:
+            out += [flag, *values]
+        i = j
+    return out
+
+
+def _profile_recipe(group: ServeGroup, quirks: ModelQuirks | None, profile: dict[str, Any], *, port: int,
+                    hf_cache: str | None, served_model_name: str | None) -> Recipe:
+    """The launch of an InferenceX per-model script, from its table profile (plus the caller's quirk env/flags)."""
+    facts = launch_facts(group)
+    if group.dcp_size > 1 or group.pcp_size > 1 or group.pp > 1:
+        raise RecipeError(f"{_where(group)}: the launch profile {profile.get('name')!r} has no pipeline or "
+                          "context-parallel rule (InferenceX's script does not run this layout)")
+    body = _profile_args(group, profile, facts)
+    if group.spec_decoding != "none" and "--speculative-config" not in body:
+        raise MissingQuirkError(
+            f"{_where(group)} asks for spec-decoding {group.spec_decoding!r} but the launch profile "
+            f"{profile.get('name')!r} of recipes/data/vllm.yaml gives no --speculative-config for it "
+            "(refusing to build a non-speculative recipe for a speculative config)")
+    argv = ["vllm", "serve", group.model, "--port", str(port)]
+    if served_model_name:
+        argv += ["--served-model-name", served_model_name]
+    argv += body
+    if quirks and quirks.extra_serve_flags:
+        argv = _apply_extra_flags(argv, quirks.extra_serve_flags)
+    files = {name: yaml.safe_dump(_file_value(content, facts), sort_keys=False)
+             for name, content in (profile.get("files") or {}).items()}
+    env = dict(BASE_ENV)
+    for name, value in (profile.get("env") or {}).items():
+        got = _evaluate(value, facts)
+        if got is not None and got is not False:
+            env[name] = str(got)
+    if quirks:
+        env.update(quirks.env)
+    return _recipe(group, argv, env, files, port=port, hf_cache=hf_cache, served_model_name=served_model_name,
+                   draft=None)

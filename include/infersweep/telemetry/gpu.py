@@ -231,21 +231,34 @@ def parse_sim_metrics(text: str, t: float) -> list[GpuSample]:
 
 
 class SimMetricsSource:
-    """Scrapes the simulated engine's /metrics."""
+    """Scrapes the simulated engine's Prometheus text: `/metrics`, or `/prometheus/metrics` where the
+    simulated server is TensorRT-LLM-flavoured (its `/metrics` is JSON iteration stats, as trtllm-serve's)."""
 
     name = "sim-model"
+    PATHS = ("/metrics", "/prometheus/metrics")
 
     def __init__(self, base_url: str, *, timeout_s: float = 2.0) -> None:
-        self.url = base_url.rstrip("/") + "/metrics"
+        self.base_url = base_url.rstrip("/")
+        self.url = self.base_url + self.PATHS[0]
         self.timeout_s = timeout_s
 
     def read(self, t: float) -> list[GpuSample]:
-        try:
-            with urllib.request.urlopen(self.url, timeout=self.timeout_s) as resp:  # noqa: S310 (our own URL)
-                text = resp.read().decode()
-        except OSError as exc:
-            raise TelemetryUnavailableError(f"GET {self.url} failed: {exc}") from exc
-        return parse_sim_metrics(text, t)
+        problems: list[str] = []
+        # The path that answered last time first: one request per sample in the steady state.
+        for url in dict.fromkeys([self.url, *(self.base_url + p for p in self.PATHS)]):
+            try:
+                with urllib.request.urlopen(url, timeout=self.timeout_s) as resp:  # noqa: S310 (our own URL)
+                    text = resp.read().decode()
+                samples = parse_sim_metrics(text, t)
+            except OSError as exc:
+                problems.append(f"GET {url} failed: {exc}")
+                continue
+            except TelemetryUnavailableError as exc:
+                problems.append(f"{url}: {exc}")
+                continue
+            self.url = url
+            return samples
+        raise TelemetryUnavailableError("; ".join(problems))
 
 
 class NoTelemetry:

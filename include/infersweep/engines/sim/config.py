@@ -4,6 +4,9 @@ vLLM flags that change what the simulator models are honoured (parallelism, limi
 quantization, stream interval, served name, host/port, tokenizer); the rest are validated (type, JSON) and
 otherwise ignored, so a recipe's `vllm serve MODEL …` argv runs unchanged on the sim. An unknown flag is an
 error, as it is for vLLM.
+
+SGLang, TensorRT-LLM and ATOM recipes are translated onto these flags (plus `--flavor`, which makes the server
+behave like that engine) by the data table `flavors.yaml`; see `recipe_to_sim_argv`.
 """
 
 from __future__ import annotations
@@ -12,15 +15,21 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
-from typing import Literal
+from functools import cache
+from importlib import resources
+from typing import Any, Literal
 
+import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from infersweep.engines.sim.profiles import Precision, find_model_profile, precision_from_model_id
-from infersweep.recipes.model import Recipe
+from infersweep.recipes.model import CONFIG_DIR, Recipe
 
 DEFAULT_MODEL_PROFILE = "llama-3.1-8b"
 DEFAULT_GPU_PROFILE = "h100"
+#: Engines whose observable behaviour the sim reproduces (`--flavor`); the recipe frameworks it can run.
+FLAVORS = ("vllm", "sglang", "trt", "atom")
+Flavor = Literal["vllm", "sglang", "trt", "atom"]
 
 # vLLM flags accepted and ignored: name -> value type (None = boolean switch, "json" = a JSON value).
 _IGNORED_VLLM_FLAGS: dict[str, type | str | None] = {
@@ -51,6 +60,7 @@ class SimConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    flavor: Flavor = Field(default="vllm", description="whose health, metrics and /version the server mimics")
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
     model: str | None = Field(default=None, description="served model name (default: the profile's HF id)")
@@ -68,6 +78,10 @@ class SimConfig(BaseModel):
     max_num_seqs: int = Field(default=256, ge=1)
     max_num_batched_tokens: int = Field(default=8192, ge=1)
     gpu_memory_utilization: float = Field(default=0.9, gt=0, le=1)
+    kv_free_gpu_memory_fraction: float | None = Field(
+        default=None, gt=0, le=1,
+        description="TensorRT-LLM's KV budget: this fraction of the memory left after weights and activations "
+                    "(replaces gpu_memory_utilization when set)")
     max_model_len: int | None = Field(default=None, ge=2)
     block_size: int = Field(default=16, ge=1)
     enable_chunked_prefill: bool = True
@@ -85,6 +99,8 @@ class SimConfig(BaseModel):
     fault_once: str | None = Field(
         default=None, description="marker file: the fault flags fire only while it is absent; firing creates it")
     ignored_flags: tuple[str, ...] = ()
+    ignored_recipe_flags: tuple[str, ...] = Field(
+        default=(), description="the recipe's own flags that have no effect in the simulator (non-vLLM flavors)")
 
     @model_validator(mode="after")
     def _check(self) -> SimConfig:
@@ -121,6 +137,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("model_tag", nargs="?", help="vLLM-style positional model (HF id or path); picks the profile")
     g = p.add_argument_group("simulator")
+    g.add_argument("--flavor", choices=FLAVORS, default="vllm",
+                   help="mimic this engine's health, metrics and /version semantics (vllm)")
     g.add_argument("--host", default="127.0.0.1")
     g.add_argument("--port", type=int, default=8000)
     g.add_argument("--model", "--served-model-name", dest="model", nargs="+",
@@ -143,6 +161,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--max-num-seqs", type=int, default=256)
     g.add_argument("--max-num-batched-tokens", type=int, default=8192)
     g.add_argument("--gpu-memory-utilization", type=float, default=0.9)
+    g.add_argument("--kv-free-gpu-memory-fraction", type=float,
+                   help="TensorRT-LLM's KV budget: a fraction of the memory left after the weights")
     g.add_argument("--max-model-len", type=int)
     g.add_argument("--block-size", type=int, default=16)
     g.add_argument("--enable-chunked-prefill", dest="chunked", action="store_true", default=True)
@@ -157,6 +177,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--accuracy", type=float, default=1.0, help="fraction of key questions answered right")
     g.add_argument("--answer-seed", type=int, default=0)
     g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--ignored-recipe-flags", dest="noop_recipe_flags", default="",
+                   help="comma-separated recipe flags that have no effect here (listed in /version)")
     f = p.add_argument_group("faults")
     f.add_argument("--fail-at-start", choices=["kv-oom"], help="exit at start-up with vLLM's KV OOM error")
     f.add_argument("--die-after-requests", type=int, help="exit abruptly after N requests")
@@ -201,15 +223,16 @@ def parse_sim_argv(argv: Sequence[str]) -> SimConfig:
                            if k.startswith("ignored_") and val not in (None, False)))
     try:
         return SimConfig(
-            host=ns.host, port=ns.port, model=served, model_profile=profile, gpu_profile=ns.gpu_profile,
+            flavor=ns.flavor, host=ns.host, port=ns.port, model=served, model_profile=profile, gpu_profile=ns.gpu_profile,
             tp=ns.tp, ep=ep, dp=ns.dp, pp=ns.pp, dcp=ns.dcp, pcp=ns.pcp, precision=precision, kv_cache_dtype=ns.kv_cache_dtype,
             time_scale=ns.time_scale, max_num_seqs=ns.max_num_seqs,
             max_num_batched_tokens=ns.max_num_batched_tokens, gpu_memory_utilization=ns.gpu_memory_utilization,
-            max_model_len=ns.max_model_len, block_size=ns.block_size, enable_chunked_prefill=ns.chunked,
+            kv_free_gpu_memory_fraction=ns.kv_free_gpu_memory_fraction, max_model_len=ns.max_model_len, block_size=ns.block_size, enable_chunked_prefill=ns.chunked,
             stream_interval=ns.stream_interval, merge_late_steps=ns.merge_late_steps, step_overhead_ms=ns.step_overhead_ms, tokenizer=ns.tokenizer,
             answer_key=ns.answer_key, accuracy=ns.accuracy, answer_seed=ns.answer_seed, seed=ns.seed,
             fail_at_start=ns.fail_at_start, die_after_requests=ns.die_after_requests,
             startup_delay=ns.startup_delay, fault_once=ns.fault_once, ignored_flags=ignored,
+            ignored_recipe_flags=tuple(f for f in ns.noop_recipe_flags.split(",") if f),
         )
     except ValueError as exc:  # pydantic ValidationError is a ValueError
         parser.error(str(exc))
@@ -237,11 +260,29 @@ def recipe_to_sim_argv(
     time_scale: float = 1.0,
     extra: Sequence[str] = (),
 ) -> list[str]:
-    """The `infersweep sim serve …` arguments that simulate a vLLM recipe (starting with "sim", "serve").
+    """The `infersweep sim serve …` arguments that simulate a recipe (starting with "sim", "serve").
 
-    The recipe's flags pass through (the sim validates them); the model, served name and port come from
-    the recipe; the profiles and time scale are added. Raises ValueError for a non-vLLM recipe.
+    vLLM: the recipe's flags pass through (the sim validates them); the model, served name and port come
+    from the recipe. SGLang, TensorRT-LLM and ATOM: the launcher's flags (and TensorRT-LLM's LLM-API YAML
+    from `recipe.files`) are translated by `flavors.yaml` and `--flavor` is set. The profiles and time scale
+    are added. Raises ValueError for an unknown framework or an argv that is not its launcher.
     """
+    if recipe.framework == "vllm":
+        return _vllm_sim_argv(recipe, model_profile=model_profile, gpu_profile=gpu_profile,
+                              time_scale=time_scale, extra=extra)
+    if recipe.framework not in FLAVORS:
+        raise ValueError(f"unknown recipe framework {recipe.framework!r}: the simulator runs "
+                         f"{', '.join(FLAVORS)} recipes")
+    argv = ["sim", "serve", recipe.model, "--flavor", recipe.framework,
+            *translate_recipe_flags(recipe)]
+    if model_profile:
+        argv += ["--model-profile", model_profile]
+    argv += ["--gpu-profile", gpu_profile, "--time-scale", repr(float(time_scale)), *extra]
+    return argv
+
+
+def _vllm_sim_argv(recipe: Recipe, *, model_profile: str | None, gpu_profile: str, time_scale: float,
+                   extra: Sequence[str]) -> list[str]:
     model, flags = _vllm_model_and_flags(recipe.argv)
     flags = [f for f in flags]
     for name in ("--model",):
@@ -259,6 +300,181 @@ def recipe_to_sim_argv(
         argv += ["--model-profile", model_profile]
     argv += ["--gpu-profile", gpu_profile, "--time-scale", repr(float(time_scale)), *extra]
     return argv
+
+
+# --- SGLang / TensorRT-LLM / ATOM recipes ---------------------------------------------------------------
+
+@cache
+def flavor_table() -> dict[str, Any]:
+    """`flavors.yaml`: per framework, launcher flag (and LLM-API YAML key) -> sim flag."""
+    text = resources.files("infersweep.engines.sim").joinpath("flavors.yaml").read_text(encoding="utf-8")
+    table = yaml.safe_load(text)
+    if not isinstance(table, dict):
+        raise ValueError("flavors.yaml must map framework -> table")
+    return table
+
+
+def _rule(entry: object) -> tuple[str, bool, dict[str, str]]:
+    """(target, is_switch, value map) of a table entry."""
+    if isinstance(entry, str):
+        return entry, False, {}
+    if isinstance(entry, dict):
+        return str(entry["to"]), bool(entry.get("switch", False)), {str(k): str(v) for k, v in
+                                                                     (entry.get("values") or {}).items()}
+    raise ValueError(f"flavors.yaml: bad entry {entry!r}")
+
+
+_LAUNCHERS: dict[str, str] = {
+    "sglang": "python3 -m sglang.launch_server … or sglang serve …",
+    "trt": "[mpirun …] trtllm-serve MODEL …",
+    "atom": "python3 -m atom.entrypoints.openai_server …",
+}
+
+
+def _launcher_flags(framework: str, argv: Sequence[str]) -> list[str]:
+    """The launcher's own arguments: what follows the module / command that starts the server."""
+    args = list(argv)
+    for i, arg in enumerate(args):
+        if framework == "sglang":
+            if arg == "sglang.launch_server":
+                return args[i + 1:]
+            if arg.rsplit("/", 1)[-1] == "sglang" and i + 1 < len(args) and args[i + 1] == "serve":
+                return args[i + 2:]
+        elif framework == "trt" and arg.rsplit("/", 1)[-1] == "trtllm-serve":
+            rest = args[i + 1:]
+            if rest[:1] == ["serve"]:
+                rest = rest[1:]
+            if rest and not rest[0].startswith("-"):
+                rest = rest[1:]  # the positional model: the sim takes recipe.model
+            return rest
+        elif framework == "atom" and arg == "atom.entrypoints.openai_server":
+            return args[i + 1:]
+    raise ValueError(f"recipe argv is not a {framework} launch command ({_LAUNCHERS[framework]}): "
+                     f"{' '.join(args[:4])} …")
+
+
+def _config_file(recipe: Recipe, path: str) -> dict[str, Any]:
+    """The LLM-API YAML a TensorRT-LLM argv names (`{CONFIG_DIR}/name`, or a bare name) from `recipe.files`."""
+    name = path[len(CONFIG_DIR) + 1:] if path.startswith(CONFIG_DIR + "/") else path.rsplit("/", 1)[-1]
+    if name not in recipe.files:
+        raise ValueError(f"the recipe's argv names the config file {path!r} but recipe.files has no {name!r} "
+                         f"(files: {', '.join(sorted(recipe.files)) or 'none'})")
+    data = yaml.safe_load(recipe.files[name]) or {}
+    if not isinstance(data, dict):
+        raise ValueError(f"config file {name!r} is not a YAML mapping")
+    return data
+
+
+def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            out.update(_flatten(value, f"{prefix}{key}."))
+        out[f"{prefix}{key}"] = value
+    return out
+
+
+def _yaml_value(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def translate_recipe_flags(recipe: Recipe) -> list[str]:
+    """Sim flags for an SGLang / TensorRT-LLM / ATOM recipe (everything after the model tag and --flavor)."""
+    framework = recipe.framework
+    table = flavor_table()[framework]
+    rules = {flag: _rule(entry) for flag, entry in (table.get("flags") or {}).items()}
+    switches = set(table.get("switches") or ())
+    sim: dict[str, str] = {flag: str(v) for flag, v in (table.get("defaults") or {}).items()}
+    spec: dict[str, Any] = {}
+    state = {"dp_attention": False, "ep_all": False}
+    port: str | None = None
+    ignored: list[str] = []
+    yaml_paths: list[str] = []
+
+    def apply(target: str, value: str | None, values: dict[str, str], source: str) -> None:
+        nonlocal port
+        if value is not None and values:
+            value = values.get(value, value)
+        if target in ("@dp_attention", "@ep_all"):
+            state[target[1:]] = value is None or value.lower() == "true"
+        elif target == "@model":
+            pass  # the model comes from recipe.model
+        elif target == "@port":
+            port = value
+        elif target == "@llm_api_yaml":
+            assert value is not None
+            yaml_paths.append(value)
+        elif target.startswith("@spec."):
+            key = target.removeprefix("@spec.")
+            spec[key] = int(value) if value is not None and value.lstrip("-").isdigit() else value
+        elif target.startswith("--"):
+            if value is None:
+                raise ValueError(f"{source} needs a value")
+            sim[target] = value
+        else:
+            raise ValueError(f"flavors.yaml: unknown target {target!r} for {source}")
+
+    args = _launcher_flags(framework, recipe.argv)
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        i += 1
+        if not arg.startswith("-"):
+            continue  # a stray positional: no effect
+        flag, eq, inline = arg.partition("=")
+        rule = rules.get(flag)
+        if rule is None:
+            ignored.append(flag)
+            if not eq and flag not in switches and i < len(args) and not args[i].startswith("-"):
+                i += 1  # its value
+            continue
+        target, is_switch, values = rule
+        if is_switch:
+            apply(target, inline if eq else None, values, flag)
+            continue
+        if eq:
+            value = inline
+        elif i < len(args):
+            value = args[i]
+            i += 1
+        else:
+            raise ValueError(f"{flag} needs a value")
+        apply(target, value, values, flag)
+    if yaml_paths:  # trtllm-serve applies the LLM-API YAML over its CLI arguments
+        yrules = {key: _rule(entry) for key, entry in (table.get("yaml") or {}).items()}
+        for path in yaml_paths:
+            for key, value in _flatten(_config_file(recipe, path)).items():
+                if key in yrules:
+                    target, _, values = yrules[key]
+                    apply(target, _yaml_value(value), values, f"{path}: {key}")
+                elif not isinstance(value, dict):
+                    ignored.append(key)
+    # Parallelism: the launcher's tp counts every GPU when attention is data-parallel (SGLang's
+    # --enable-dp-attention, TRT's enable_attention_dp, ATOM's --enable-dp-attention): tp/dp-way TP × dp-way DP.
+    tp, dp = int(sim.pop("--tp", "1")), int(sim.pop("--dp", "1"))
+    if state["dp_attention"]:
+        ranks = dp if dp > 1 else tp
+        if tp % ranks:
+            raise ValueError(f"{framework}: DP attention over {ranks} ranks must divide tensor parallelism {tp}")
+        tp, dp = tp // ranks, ranks
+    ep = tp * dp if state["ep_all"] else int(sim.pop("--ep", "1"))
+    sim.pop("--ep", None)
+    if ep not in (1, tp * dp):
+        raise ValueError(f"{framework}: expert parallelism {ep} is not modelled by the simulator with "
+                         f"{tp}-way TP × {dp}-way DP (it models EP over 1 or all {tp * dp} GPUs)")
+    out = ["--tp", str(tp), "--dp", str(dp), "--ep", str(ep)]
+    for flag, value in sim.items():
+        out += [flag, value]
+    if spec:
+        out += ["--speculative-config", json.dumps(spec, sort_keys=True)]
+    out += ["--port", port or str(recipe.port)]
+    if recipe.served_model_name and "--served-model-name" not in sim:
+        out += ["--served-model-name", recipe.served_model_name]
+    if ignored:  # "=": the value starts with "--"
+        out.append("--ignored-recipe-flags=" + ",".join(dict.fromkeys(ignored)))
+    return out
 
 
 def sim_command(sim_argv: Sequence[str], python: str | None = None) -> list[str]:

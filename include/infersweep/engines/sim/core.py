@@ -90,7 +90,14 @@ class SimCore:
         )
         if cfg.fail_at_start == "kv-oom":
             raise StartupError(KV_OOM_MESSAGE)
-        blocks_per_rank = self.roofline.num_kv_blocks(cfg.gpu_memory_utilization, cfg.block_size)
+        #: Fraction of GPU memory the engine budgets for weights + KV (TRT's free-memory fraction converted).
+        self.gpu_memory_utilization = cfg.gpu_memory_utilization
+        if cfg.kv_free_gpu_memory_fraction is not None:
+            mem = self.gpu.memory_gb * 1e9
+            used = self.roofline.weight_bytes_per_gpu + self.roofline.eff.activation_reserve_gib * GIB
+            self.gpu_memory_utilization = min(1.0, (used + cfg.kv_free_gpu_memory_fraction * max(0.0, mem - used))
+                                              / mem)
+        blocks_per_rank = self.roofline.num_kv_blocks(self.gpu_memory_utilization, cfg.block_size)
         if blocks_per_rank <= 0:
             raise StartupError(KV_OOM_MESSAGE)
         capacity = blocks_per_rank * cfg.block_size
@@ -292,8 +299,9 @@ class SimCore:
     def version_info(self) -> dict[str, Any]:
         """`/version`: names the sim, its version, the time scale and the modelled hardware."""
         cfg = self.cfg
+        flavor = {} if cfg.flavor == "vllm" else {"flavor": cfg.flavor}  # vLLM's /version stays as it was
         return {
-            "version": f"sim-{__version__}", "engine": "sim", "sim_version": SIM_VERSION,
+            "version": f"sim-{__version__}", **flavor, "engine": "sim", "sim_version": SIM_VERSION,
             "infersweep_version": __version__, "time_scale": cfg.time_scale,
             "model_profile": self.profile.name, "gpu_profile": self.gpu.name, "precision": self.roofline.precision,
             "tp": cfg.tp, "ep": cfg.ep, "dp": cfg.dp, "pp": cfg.pp, "dcp": cfg.dcp, "pcp": cfg.pcp,
@@ -301,4 +309,5 @@ class SimCore:
             "kv_cache_tokens": self.kv_capacity_tokens, "max_num_seqs": cfg.max_num_seqs,
             "max_num_batched_tokens": cfg.max_num_batched_tokens, "tokenizer": cfg.tokenizer or "builtin",
             "ignored_vllm_flags": list(cfg.ignored_flags),
+            **({"ignored_recipe_flags": list(cfg.ignored_recipe_flags)} if cfg.flavor != "vllm" else {}),
         }

@@ -66,7 +66,11 @@ class SimServer:
         self.e2e = Histogram()
         self.power = PowerModel(engine.gpu.tdp_w, self.scale)
         self._task: asyncio.Task[None] | None = None
+        self._ready_task: asyncio.Task[None] | None = None
         self._headers = {"x-infersweep-engine": "sim", "x-infersweep-sim-time-scale": repr(self.scale)}
+        self.flavor = engine.cfg.flavor
+        #: SGLang listens while it starts: /health answers 503 until then. The others listen once ready.
+        self.ready = self.flavor != "sglang"
 
     # --- clock -----------------------------------------------------------------------------------
     def sim_now(self) -> float:
@@ -76,6 +80,15 @@ class SimServer:
         self._t0 = time.perf_counter()
         self._task = asyncio.get_running_loop().create_task(self._engine_loop())
         self._task.add_done_callback(self._engine_done)
+        if not self.ready:
+            self._ready_task = asyncio.get_running_loop().create_task(self._become_ready())
+
+    async def _become_ready(self) -> None:
+        """SGLang's start-up (model load, warm-up) while the port is already open: --startup-delay seconds."""
+        if self.cfg.startup_delay:
+            await asyncio.sleep(self.cfg.startup_delay)
+        self.ready = True
+        print("infersweep sim: ready (sglang flavor: /health now answers 200)", file=sys.stderr, flush=True)
 
     def _engine_done(self, task: asyncio.Task[None]) -> None:
         """A dead engine loop is a dead engine: fail every request, turn /health red (or exit, as vLLM)."""
@@ -95,8 +108,9 @@ class SimServer:
                 st.done.set_exception(RuntimeError("the simulated engine died"))
 
     async def _on_cleanup(self, app: web.Application) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        for task in (self._task, self._ready_task):
+            if task is not None:
+                task.cancel()
 
     def build_app(self) -> web.Application:
         app = web.Application(client_max_size=64 * 1024**2)
@@ -104,9 +118,13 @@ class SimServer:
         app.on_cleanup.append(self._on_cleanup)
         r = app.router
         r.add_get("/health", self.health)
+        if self.flavor == "sglang":
+            r.add_get("/health_generate", self.health)
         r.add_get("/version", self.version)
         r.add_get("/v1/models", self.models)
         r.add_get("/metrics", self.metrics)
+        if self.flavor == "trt":
+            r.add_get("/prometheus/metrics", self.prometheus_metrics)
         r.add_post("/tokenize", self.tokenize)
         r.add_post("/detokenize", self.detokenize)
         r.add_post("/v1/completions", self.completions)
@@ -332,6 +350,10 @@ class SimServer:
 
     # --- info endpoints ----------------------------------------------------------------------------
     async def health(self, request: web.Request) -> web.Response:
+        if self.flavor == "sglang":
+            # SGLang: /health and /health_generate share one handler; 503 while starting or unhealthy.
+            ok = self.ready and self.engine_error is None
+            return web.Response(status=200 if ok else 503, headers=self._headers)
         if self.engine_error is not None:
             return web.Response(status=500, text="engine dead", headers=self._headers)
         return web.Response(status=200, headers=self._headers)
@@ -342,7 +364,7 @@ class SimServer:
     async def models(self, request: web.Request) -> web.Response:
         eng = self.engine
         card = {
-            "id": eng.served_name, "object": "model", "created": eng.created, "owned_by": "vllm",
+            "id": eng.served_name, "object": "model", "created": eng.created, "owned_by": _OWNED_BY[self.flavor],
             "root": eng.profile.hf_id, "parent": None, "max_model_len": eng.max_model_len,
             "engine": "sim", "sim": eng.version_info(),
             "permission": [{"id": f"modelperm-{eng.created}", "object": "model_permission",
@@ -380,13 +402,91 @@ class SimServer:
         return _json({"prompt": self.engine.tokenizer.decode(ids)}, self._headers)
 
     async def metrics(self, request: web.Request) -> web.Response:
+        if self.flavor == "trt":
+            # trtllm-serve's /metrics is JSON iteration stats (empty unless enable_iter_perf_stats is set);
+            # its Prometheus text is /prometheus/metrics.
+            return _json([], self._headers)
+        return web.Response(text=self.render_metrics(), content_type="text/plain", headers=self._headers)
+
+    async def prometheus_metrics(self, request: web.Request) -> web.Response:
         return web.Response(text=self.render_metrics(), content_type="text/plain", headers=self._headers)
 
     def render_metrics(self) -> str:
-        """The Prometheus text exposition (see metrics.py for names and units)."""
-        eng, sched, cfg = self.engine, self.engine.scheduler, self.cfg
+        """The Prometheus text exposition (see metrics.py for names and units): the flavor's engine series,
+        then the simulator's own `sim:` series."""
+        if self.flavor == "sglang":
+            lines = self._sglang_lines()
+        elif self.flavor == "trt":
+            lines = self._trtllm_lines()
+        else:  # vllm and atom (ATOM's server exposes vLLM's names)
+            lines = self._vllm_lines()
+        return "\n".join(lines + self._sim_lines()) + "\n"
+
+    def _sglang_lines(self) -> list[str]:
+        eng, sched = self.engine, self.engine.scheduler
         m = f'model_name="{eng.served_name}"'
-        util, power = self.power.sample()
+        used = round(sched.kv_usage * eng.kv_capacity_tokens)
+        return [
+            "# HELP sglang:num_running_reqs The number of running requests.",
+            "# TYPE sglang:num_running_reqs gauge", f"sglang:num_running_reqs{{{m}}} {len(sched.running)}",
+            "# HELP sglang:num_queue_reqs The number of requests in the waiting queue.",
+            "# TYPE sglang:num_queue_reqs gauge", f"sglang:num_queue_reqs{{{m}}} {len(sched.waiting)}",
+            "# HELP sglang:num_used_tokens The number of used tokens.",
+            "# TYPE sglang:num_used_tokens gauge", f"sglang:num_used_tokens{{{m}}} {used}",
+            "# HELP sglang:token_usage The token usage.",
+            "# TYPE sglang:token_usage gauge", f"sglang:token_usage{{{m}}} {sched.kv_usage}",
+            "# HELP sglang:prompt_tokens_total Number of prefill tokens processed.",
+            "# TYPE sglang:prompt_tokens_total counter",
+            f"sglang:prompt_tokens_total{{{m}}} {sched.prompt_tokens_total}",
+            "# HELP sglang:generation_tokens_total Number of generation tokens processed.",
+            "# TYPE sglang:generation_tokens_total counter",
+            f"sglang:generation_tokens_total{{{m}}} {sched.generation_tokens_total}",
+            "# HELP sglang:num_requests_total Number of requests processed.",
+            "# TYPE sglang:num_requests_total counter",
+            f"sglang:num_requests_total{{{m}}} {sum(self.requests_finished.values())}",
+            "# HELP sglang:time_to_first_token_seconds Histogram of time to first token in seconds.",
+            "# TYPE sglang:time_to_first_token_seconds histogram",
+            *self.ttft.render("sglang:time_to_first_token_seconds", m),
+            "# HELP sglang:e2e_request_latency_seconds Histogram of End-to-end request latency in seconds",
+            "# TYPE sglang:e2e_request_latency_seconds histogram",
+            *self.e2e.render("sglang:e2e_request_latency_seconds", m),
+        ]
+
+    def _trtllm_lines(self) -> list[str]:
+        eng, sched = self.engine, self.engine.scheduler
+        m = f'model_name="{eng.served_name}",engine_type="trtllm"'
+        lines = [
+            "# HELP trtllm_num_requests_running Number of active requests",
+            "# TYPE trtllm_num_requests_running gauge", f"trtllm_num_requests_running{{{m}}} {len(sched.running)}",
+            "# HELP trtllm_num_requests_waiting Number of queued requests",
+            "# TYPE trtllm_num_requests_waiting gauge", f"trtllm_num_requests_waiting{{{m}}} {len(sched.waiting)}",
+            "# HELP trtllm_kv_cache_utilization KV cache utilization",
+            "# TYPE trtllm_kv_cache_utilization gauge", f"trtllm_kv_cache_utilization{{{m}}} {sched.kv_usage}",
+            "# HELP trtllm_prompt_tokens_total Cumulative number of prompt (input) tokens processed.",
+            "# TYPE trtllm_prompt_tokens_total counter",
+            f"trtllm_prompt_tokens_total{{{m}}} {sched.prompt_tokens_total}",
+            "# HELP trtllm_generation_tokens_total Cumulative number of generation (output) tokens produced.",
+            "# TYPE trtllm_generation_tokens_total counter",
+            f"trtllm_generation_tokens_total{{{m}}} {sched.generation_tokens_total}",
+            "# HELP trtllm_request_success_total Count of successfully processed requests.",
+            "# TYPE trtllm_request_success_total counter",
+        ]
+        for reason in ("stop", "length", "abort"):
+            lines.append(f'trtllm_request_success_total{{{m},finished_reason="{reason}"}} '
+                         f"{self.requests_finished.get(reason, 0)}")
+        return [
+            *lines,
+            "# HELP trtllm_time_to_first_token_seconds Histogram of time to first token in seconds.",
+            "# TYPE trtllm_time_to_first_token_seconds histogram",
+            *self.ttft.render("trtllm_time_to_first_token_seconds", m),
+            "# HELP trtllm_e2e_request_latency_seconds Histogram of end to end request latency in seconds.",
+            "# TYPE trtllm_e2e_request_latency_seconds histogram",
+            *self.e2e.render("trtllm_e2e_request_latency_seconds", m),
+        ]
+
+    def _vllm_lines(self) -> list[str]:
+        eng, sched = self.engine, self.engine.scheduler
+        m = f'model_name="{eng.served_name}"'
         lines = [
             "# HELP vllm:num_requests_running Number of requests in model execution batches.",
             "# TYPE vllm:num_requests_running gauge", f"vllm:num_requests_running{{{m}}} {len(sched.running)}",
@@ -415,9 +515,15 @@ class SimServer:
                   "# HELP vllm:e2e_request_latency_seconds End-to-end request latency (simulated seconds).",
                   "# TYPE vllm:e2e_request_latency_seconds histogram",
                   *self.e2e.render("vllm:e2e_request_latency_seconds", m)]
+        return lines
+
+    def _sim_lines(self) -> list[str]:
+        """The simulator's own series (modelled GPU figures, scheduler lag), the same for every flavor."""
+        eng, sched, cfg = self.engine, self.engine.scheduler, self.cfg
+        util, power = self.power.sample()
         sim = 'simulated="true"'
-        mem_used = eng.gpu.memory_gb * 1e9 * cfg.gpu_memory_utilization
-        lines += [
+        mem_used = eng.gpu.memory_gb * 1e9 * eng.gpu_memory_utilization
+        lines = [
             "# HELP sim:engine_info The simulated engine and what it models (value 1).",
             "# TYPE sim:engine_info gauge",
             f'sim:engine_info{{engine="sim",version="sim-{__version__}",model_profile="{eng.profile.name}",'
@@ -455,7 +561,11 @@ class SimServer:
             f"sim:modelled_busy_seconds_total {self.modelled_busy_s}",
             "# TYPE sim:stream_events_total counter", f"sim:stream_events_total {self.events_total}",
         ]
-        return "\n".join(lines) + "\n"
+        return lines
+
+
+#: `owned_by` of the model card, per flavor.
+_OWNED_BY = {"vllm": "vllm", "sglang": "sglang", "trt": "tensorrt_llm", "atom": "atom"}
 
 
 def _json(obj: Any, headers: dict[str, str]) -> web.Response:
@@ -486,7 +596,7 @@ def _disarm_spent_faults(cfg: SimConfig) -> SimConfig:
 def serve(cfg: SimConfig) -> int:
     """Run the server until SIGTERM/SIGINT. Returns the process exit status."""
     cfg = _disarm_spent_faults(cfg)
-    if cfg.startup_delay:
+    if cfg.startup_delay and cfg.flavor != "sglang":  # SGLang listens while starting (see SimServer.ready)
         print(f"infersweep sim: start-up delay {cfg.startup_delay} s", file=sys.stderr, flush=True)
         time.sleep(cfg.startup_delay)
     try:
