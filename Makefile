@@ -107,3 +107,19 @@ test-real-engine: install
 	INFERSWEEP_REAL_MODEL="$$model" HF_HUB_OFFLINE=1 $(VENV)/bin/pytest -m real_engine tests/real_engine -q -s \
 		--basetemp="$${TMPDIR:-/tmp}/infersweep-real-engine"; rc=$$?; \
 	echo "real-engine: total $$(( $$(date +%s) - start )) s (exit $$rc)"; exit $$rc
+
+# SGLang argparse lane: SGLang's own ServerArgs parser (scripts/sglang_lane/install.sh, a cached venv) parses every
+# SGLang recipe of the InferenceX fixture whose image runs the installed release; nothing is served. install.sh
+# exits REAL_ENGINE_SKIP where it cannot install (no local CPU torch wheel, no package index, no Python 3.11).
+.PHONY: test-sglang-cli
+test-sglang-cli: install
+	@start=$$(date +%s); \
+	py=$$(bash scripts/sglang_lane/install.sh); rc=$$?; \
+	if [ $$rc -eq $(REAL_ENGINE_SKIP) ]; then \
+		echo "SKIP: make test-sglang-cli: the SGLang argparse lane cannot install on this machine (reason above)"; exit 0; fi; \
+	if [ $$rc -ne 0 ]; then echo "test-sglang-cli: install failed (exit $$rc)" >&2; exit $$rc; fi; \
+	py=$$(printf '%s\n' "$$py" | tail -n 1); \
+	echo "sglang-cli: lane ready after $$(( $$(date +%s) - start )) s ($$py, venv $$(du -sh "$$(dirname "$$(dirname "$$py")")" | cut -f1))"; \
+	INFERSWEEP_SGLANG_PYTHON="$$py" HF_HUB_OFFLINE=1 $(VENV)/bin/pytest -m real_engine tests/recipes/test_sglang_cli_lane.py -q -s \
+		-p no:cacheprovider; rc=$$?; \
+	echo "sglang-cli: total $$(( $$(date +%s) - start )) s (exit $$rc)"; exit $$rc

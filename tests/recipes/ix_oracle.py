@@ -255,8 +255,15 @@ def files_named(args, cwd):
 def main():
     argv = [os.path.basename(sys.argv[0])] + sys.argv[1:]
     if RECORD_DIR:
+        # The fork time (clock ticks since boot) and pid order calls as the script issued them: a server
+        # backgrounded with `&` may start up after the script's next command has already logged itself.
+        try:
+            with open("/proc/self/stat") as fh:
+                start = int(fh.read().rsplit(")", 1)[1].split()[19])
+        except (OSError, ValueError, IndexError):
+            start = 0
         with open(os.path.join(RECORD_DIR, "calls.jsonl"), "a") as fh:
-            fh.write(json.dumps(argv) + "\n")
+            fh.write(json.dumps({"start": start, "pid": os.getpid(), "argv": argv}) + "\n")
     hit = classify(argv)
     if hit and RECORD_DIR:
         launcher, server, wrapper = hit
@@ -467,7 +474,8 @@ def _run(group: ServeGroup, conc: int, rel: str, reference_dir: Path, tmp: Path,
                            "rc": rc, "seconds": round(time.monotonic() - started, 2)}
     launches = [json.loads(p.read_text()) for p in sorted(rec_dir.glob("launch-*.json"))]
     calls_file = rec_dir / "calls.jsonl"
-    calls = [json.loads(ln) for ln in calls_file.read_text().splitlines() if ln] if calls_file.exists() else []
+    logged = [json.loads(ln) for ln in calls_file.read_text().splitlines() if ln] if calls_file.exists() else []
+    calls = [c["argv"] for c in sorted(logged, key=lambda c: (c["start"], c["pid"]))]
     out["calls"] = [c for c in calls if c[0] not in {"nvidia-smi", "amd-smi", "rocm-smi"}]
     if launches:
         first = launches[0]
