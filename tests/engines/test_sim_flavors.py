@@ -307,8 +307,11 @@ def test_readiness_waits_through_sglang_503_while_starting() -> None:
             time.sleep(0.05)
         assert status == 503  # the port is open, the server is starting
         assert http_get(f"{base}/health_generate", 1.0)[0] == 503
+        from infersweep.engines.readiness import health_path
+
+        assert health_path("sglang") == "/health_generate" and health_path("vllm") == "/health"
         info = wait_ready(base, deadline_s=60, is_alive=lambda: proc.poll() is None, logs=lambda n: "",
-                          poll_interval_s=0.2)
+                          poll_interval_s=0.2, health=health_path("sglang"))
         assert info.version is not None and info.version.startswith("sim-")
         assert info.version_info["flavor"] == "sglang" and info.models
         assert info.waited_s > 0.5

@@ -425,6 +425,7 @@ class DockerEngine(Engine):
         info = readiness.wait_ready(
             handle.base_url, deadline_s=timeout, is_alive=lambda: self.is_alive(handle), logs=lambda n: self.logs(handle, tail=n),
             what=f"container {handle.extra.get('container_name', handle.id[:12])}",
+            health=readiness.health_path(tracked.recipe.framework if tracked and tracked.recipe else None),
         )
         handle.engine_version = info.version
         handle.extra["version_info"] = info.version_info

@@ -19,7 +19,7 @@ import psutil
 
 from infersweep.config.inventory import Node
 from infersweep.engines.base import Engine, EngineError, ServerHandle
-from infersweep.engines.readiness import ReadyInfo, tail_lines, wait_ready
+from infersweep.engines.readiness import ReadyInfo, health_path, tail_lines, wait_ready
 from infersweep.fsnames import safe_filename
 from infersweep.recipes.model import Recipe
 
@@ -129,7 +129,8 @@ class ProcessEngine(Engine):
             base_url=f"http://{host}:{recipe.port}", id=str(proc.pid), log_path=str(log_path), backend=self.name,
             node=node.name if node is not None else None,
             extra={"pid": proc.pid, "pgid": proc.pid, "create_time": create_time, "argv": redact_argv(argv),
-                   "ready_timeout_s": recipe.ready_timeout_s, "started_at": time.time(), "tmp_dir": tmp_dir},
+                   "ready_timeout_s": recipe.ready_timeout_s, "started_at": time.time(), "tmp_dir": tmp_dir,
+                   "health_path": health_path(recipe.framework)},
         )
 
     # --- liveness ----------------------------------------------------------------------------------
@@ -167,6 +168,7 @@ class ProcessEngine(Engine):
             handle.base_url, deadline_s=deadline, is_alive=lambda: self.is_alive(handle),
             logs=lambda n: self.logs(handle, tail=n), what=f"{self.name} server (pid {handle.id})",
             poll_interval_s=self.poll_interval_s, http_timeout_s=self.http_timeout_s,
+            health=str(handle.extra.get("health_path", "/health")),
         )
         record_ready(handle, info)
 

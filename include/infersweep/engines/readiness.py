@@ -66,6 +66,17 @@ def probe_version(base_url: str, *, timeout_s: float = 5.0) -> tuple[str | None,
     return (str(v) if v is not None else None), info
 
 
+#: The health endpoint that says "ready" per framework. SGLang's `/health` is 200 without generating once
+#: the HTTP server is up (503 while starting); `/health_generate` runs a real one-token generation, so a
+#: server whose scheduler is wedged is not taken for ready. Others: `/health`.
+HEALTH_PATHS: dict[str, str] = {"sglang": "/health_generate"}
+
+
+def health_path(framework: str | None) -> str:
+    """The readiness endpoint of a framework's server."""
+    return HEALTH_PATHS.get(framework or "", "/health")
+
+
 def wait_ready(
     base_url: str,
     *,
@@ -77,8 +88,9 @@ def wait_ready(
     http_timeout_s: float = 5.0,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
+    health: str = "/health",
 ) -> ReadyInfo:
-    """Block until `base_url` serves /health and a non-empty /v1/models; raise EngineError otherwise.
+    """Block until `base_url` serves `health` (200) and a non-empty /v1/models; raise EngineError otherwise.
 
     Polls quickly at first (0.1 s, doubling up to `poll_interval_s`) so fast servers are not kept waiting.
     """
@@ -86,7 +98,7 @@ def wait_ready(
     start = clock()
     end = start + deadline_s
     interval = 0.1
-    stage = "/health"
+    stage = health
     while True:
         if not is_alive():
             raise EngineError(f"{what} exited before it was ready (while waiting for {stage} at {base_url})",
@@ -96,7 +108,7 @@ def wait_ready(
             raise EngineError(f"{what} not ready after {deadline_s:.0f} s (still waiting for {stage} at "
                               f"{base_url})", log_tail=logs(LOG_TAIL_LINES))
         timeout = max(0.1, min(http_timeout_s, remaining))
-        status, _ = http_get(f"{base_url}/health", timeout)
+        status, _ = http_get(f"{base_url}{health}", timeout)
         if status == 200:
             stage = "/v1/models"
             status, body = http_get(f"{base_url}/v1/models", timeout)

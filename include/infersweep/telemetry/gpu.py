@@ -7,6 +7,7 @@ Sources:
 - Docker: `nvidia-smi --query-gpu=... --format=csv,noheader,nounits` exec'd in the serving container (the
   NVIDIA runtime mounts nvidia-smi into it), so the figures are exactly the GPUs the server was given;
 - local process: the same command on the host;
+- AMD runners (mi300x, mi325x, mi355x): `amd-smi metric ... --json` instead, run the same two ways;
 - simulator: its `/metrics` `sim:gpu_*` gauges, modelled not measured, so every sample says `simulated=True`.
 
 A field that cannot be read is None with a reason in `null_reasons` — never 0, because a 0 W reading would
@@ -16,6 +17,7 @@ silently turn into "free" tokens in energy per token.
 from __future__ import annotations
 
 import bisect
+import json
 import logging
 import math
 import re
@@ -198,6 +200,260 @@ class NvidiaSmiSource:
 
 
 # -----------------------------------------------------------------------------------------------------------
+# amd-smi (AMD Instinct runners: mi300x, mi325x, mi355x)
+# -----------------------------------------------------------------------------------------------------------
+# `amd-smi metric --json` with power, clocks, usage, memory usage and temperature. Field names come from the
+# amd-smi CLI source, ROCm/amdsmi `amdsmi_cli/amdsmi_commands.py` (`metric_gpu`), in two shapes:
+# - amd-smi 24.x (ROCm 6.1 .. 6.2; read at ROCm/amdsmi 0ceca28, package 24.7.0, and the ROCm 6.1.0 changelog
+#   "Added units of measure to JSON output"): a list of `{"gpu": N, "power": {"socket_power": {"value": 750,
+#   "unit": "W"}}, "usage": {"gfx_activity": {"value": 99, "unit": "%"}}, "clock": {"gfx_0": {"clk": {...
+#   "MHz"}}, .., "mem_0": {"clk": ..}}, "temperature": {"edge", "hotspot", "mem"}, "mem_usage": {"used_vram":
+#   {"value": N, "unit": "MB"}}}` — `used_vram` is bytes // 2**20, so its "MB" is MiB;
+# - amd-smi 23.x (ROCm 6.0; tag rocm-6.0.0): plain numbers without units, `power.current_power` (current, else
+#   average socket power, W), `usage.gfx_usage`, `clock.gfx.cur_clk` / `clock.MEM.cur_clk`.
+# A field amd-smi cannot read is the string "N/A" (or the whole section is "N/A"). Later releases are read by
+# the same rules: a list of GPUs, or an object holding one (e.g. `{"gpu_data": [...]}`); `average_socket_power`
+# / `current_socket_power` are accepted where `socket_power` is absent; values with units are converted.
+AMD_SMI_CMD: tuple[str, ...] = ("amd-smi", "metric", "--power", "--clock", "--usage", "--mem-usage",
+                                "--temperature", "--json")
+
+_AMD_UNITS: dict[str, dict[str, float]] = {
+    "power_w": {"w": 1.0, "mw": 1e-3, "uw": 1e-6, "µw": 1e-6, "kw": 1e3},
+    "temperature_c": {"c": 1.0, "°c": 1.0},
+    "sm_clock_mhz": {"mhz": 1.0, "ghz": 1e3, "khz": 1e-3, "hz": 1e-6},
+    "mem_clock_mhz": {"mhz": 1.0, "ghz": 1e3, "khz": 1e-3, "hz": 1e-6},
+    "utilization_pct": {"%": 1.0},
+    # amd-smi's "MB" is MiB (bytes // 1024**2 in amdsmi_commands.py)
+    "memory_used_mib": {"mb": 1.0, "mib": 1.0, "gb": 1024.0, "gib": 1024.0, "kb": 1 / 1024, "kib": 1 / 1024,
+                        "b": 1 / (1024 * 1024)},
+}
+
+# GpuSample attribute → candidate paths in one GPU's object, newest name first
+_AMD_PATHS: dict[str, tuple[tuple[str, ...], ...]] = {
+    "power_w": (("power", "socket_power"), ("power", "current_socket_power"),
+                ("power", "average_socket_power"), ("power", "current_power")),
+    "temperature_c": (("temperature", "hotspot"), ("temperature", "edge")),  # MI300's edge sensor reads N/A
+    "mem_clock_mhz": (("clock", "mem_0", "clk"), ("clock", "mem", "clk"), ("clock", "mem", "cur_clk")),
+    "utilization_pct": (("usage", "gfx_activity"), ("usage", "gfx_usage")),
+    "memory_used_mib": (("mem_usage", "used_vram"),),
+}
+
+
+def _amd_get(obj: Any, path: Sequence[str]) -> tuple[bool, Any]:
+    """(found, value) of `path` in nested dicts, keys matched case-insensitively."""
+    for key in path:
+        if not isinstance(obj, dict):
+            return False, None
+        if key in obj:
+            obj = obj[key]
+            continue
+        match = next((k for k in obj if isinstance(k, str) and k.lower() == key.lower()), None)
+        if match is None:
+            return False, None
+        obj = obj[match]
+    return True, obj
+
+
+def _amd_number(raw: Any, attr: str, what: str) -> tuple[float | None, str | None]:
+    """A value amd-smi printed (number, "N/A", "750 W" or {"value": 750, "unit": "W"}) in GpuSample units."""
+    unit: str | None = None
+    if isinstance(raw, dict) and "value" in raw:
+        unit = str(raw.get("unit") or "").strip() or None
+        raw = raw["value"]
+    if isinstance(raw, str):
+        m = re.fullmatch(r"\s*(-?\d+(?:\.\d+)?)\s*([^\d\s]*)\s*", raw)
+        if m is None:
+            return None, f"amd-smi reported {raw.strip() or 'an empty value'!r} for {what}"
+        raw, unit = float(m[1]), (m[2] or unit)
+    if isinstance(raw, bool) or not isinstance(raw, int | float):
+        return None, f"amd-smi reported {raw!r} for {what}"
+    value = float(raw)
+    if not math.isfinite(value):
+        return None, f"amd-smi reported {raw!r} for {what}"
+    if unit is not None:
+        scale = _AMD_UNITS[attr].get(unit.lower())
+        if scale is None:
+            return None, f"amd-smi reported {what} in an unknown unit {unit!r}"
+        value *= scale
+    return value, None
+
+
+def _amd_field(gpu: dict[str, Any], attr: str) -> tuple[float | None, str | None]:
+    """The first of `attr`'s paths present; 'N/A' → None with the reason."""
+    first_na: str | None = None
+    for path in _AMD_PATHS[attr]:
+        found, raw = _amd_get(gpu, path)
+        if not found:
+            # a whole section "N/A" (e.g. `"usage": "N/A"`) stands for every field in it
+            sec_found, sec = _amd_get(gpu, path[:1])
+            if sec_found and not isinstance(sec, dict) and first_na is None:
+                first_na = f"amd-smi reported {sec!r} for {path[0]}"
+            continue
+        value, why = _amd_number(raw, attr, ".".join(path))
+        if why is None:
+            return value, None
+        first_na = first_na or why
+    if first_na is not None:
+        return None, first_na
+    return None, "amd-smi output has no " + " / ".join(".".join(p) for p in _AMD_PATHS[attr])
+
+
+def _amd_gfx_clock(gpu: dict[str, Any]) -> tuple[float | None, str | None]:
+    """GFX clock in MHz: the mean over the readable `clock.gfx_N.clk` (MI300-series: one per XCD), else the
+    23.x `clock.gfx.cur_clk`."""
+    found, clocks = _amd_get(gpu, ("clock",))
+    if not found:
+        return None, "amd-smi output has no clock section"
+    if not isinstance(clocks, dict):
+        return None, f"amd-smi reported {clocks!r} for clock"
+    values: list[float] = []
+    first_na: str | None = None
+    keys = sorted((k for k in clocks if re.fullmatch(r"gfx_\d+", str(k).lower())), key=lambda k: int(k[4:]))
+    for k in keys:
+        v, why = _amd_number((clocks[k] or {}).get("clk") if isinstance(clocks[k], dict) else clocks[k],
+                             "sm_clock_mhz", f"clock.{k}.clk")
+        if v is not None:
+            values.append(v)
+        elif first_na is None:
+            first_na = why
+    if values:
+        return statistics.fmean(values), None
+    if not keys:
+        found, raw = _amd_get(clocks, ("gfx", "cur_clk"))
+        if found:
+            return _amd_number(raw, "sm_clock_mhz", "clock.gfx.cur_clk")
+        return None, "amd-smi output has no clock.gfx_N.clk"
+    return None, first_na
+
+
+def _amd_gpu_list(doc: Any) -> list[Any] | None:
+    if isinstance(doc, list):
+        return doc
+    if isinstance(doc, dict):
+        if "gpu" in doc:
+            return [doc]
+        for v in doc.values():  # a wrapper such as {"gpu_data": [...]}
+            if isinstance(v, list) and v and all(isinstance(x, dict) and "gpu" in x for x in v):
+                return v
+    return None
+
+
+def parse_amd_smi_json(text: str, t: float, *, source: str = "amd-smi") -> list[GpuSample]:
+    """Parse `amd-smi metric ... --json` output (see AMD_SMI_CMD for the shapes read).
+
+    Raises TelemetryUnavailableError when the text holds no such JSON (e.g. an error message).
+    """
+    start = min((i for i in (text.find("["), text.find("{")) if i >= 0), default=-1)
+    if start < 0:
+        raise TelemetryUnavailableError(f"unexpected amd-smi output: {text.strip()[:200]!r}")
+    try:
+        doc, _ = json.JSONDecoder().raw_decode(text[start:])
+    except json.JSONDecodeError as exc:
+        raise TelemetryUnavailableError(f"amd-smi printed invalid JSON ({exc}): {text.strip()[:200]!r}") from exc
+    gpus = _amd_gpu_list(doc)
+    if gpus is None:
+        raise TelemetryUnavailableError(f"unexpected amd-smi JSON: {json.dumps(doc)[:200]}")
+    samples: list[GpuSample] = []
+    for gpu in gpus:
+        index = gpu.get("gpu") if isinstance(gpu, dict) else None
+        if isinstance(index, bool) or not isinstance(index, int | str) or not str(index).strip().isdigit():
+            raise TelemetryUnavailableError(f"amd-smi entry without a GPU index: {json.dumps(gpu)[:200]}")
+        values: dict[str, float | None] = {}
+        reasons: dict[str, str] = {}
+        for attr in METRIC_FIELDS:
+            v, why = _amd_gfx_clock(gpu) if attr == "sm_clock_mhz" else _amd_field(gpu, attr)
+            values[attr] = v
+            if v is None:
+                reasons[attr] = why or "amd-smi reported no value"
+        samples.append(GpuSample(
+            t=t, gpu=int(index), source=source, null_reasons=reasons, power_w=values["power_w"],
+            temperature_c=values["temperature_c"], sm_clock_mhz=values["sm_clock_mhz"],
+            mem_clock_mhz=values["mem_clock_mhz"], utilization_pct=values["utilization_pct"],
+            memory_used_mib=values["memory_used_mib"],
+        ))
+    if not samples:
+        raise TelemetryUnavailableError("amd-smi printed no GPUs")
+    return samples
+
+
+def _host_runner(tool: str, timeout_s: float) -> Callable[[Sequence[str]], tuple[int, str]]:
+    """Runs argv on this host as NvidiaSmiSource.local does: 127 when `tool` is missing, 124 on timeout."""
+
+    def run(argv: Sequence[str]) -> tuple[int, str]:
+        try:
+            p = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout_s, check=False)
+        except FileNotFoundError:
+            return 127, f"{tool} not found on this host"
+        except subprocess.TimeoutExpired:
+            return 124, f"{tool} did not answer within {timeout_s} s"
+        return p.returncode, p.stdout if p.returncode == 0 else (p.stderr or p.stdout)
+
+    return run
+
+
+def _container_runner(client: docker.DockerClient, container_id: str) -> Callable[[Sequence[str]], tuple[int, str]]:
+    """Execs argv in a container as NvidiaSmiSource.in_container does (the client's timeout bounds it)."""
+    import docker.errors
+
+    def run(argv: Sequence[str]) -> tuple[int, str]:
+        try:
+            res = client.api.exec_create(container_id, list(argv), stdout=True, stderr=True)
+            out = client.api.exec_start(res["Id"])
+            code = client.api.exec_inspect(res["Id"]).get("ExitCode")
+        except docker.errors.APIError as exc:
+            # e.g. 'exec: "amd-smi": executable file not found in $PATH' (an image without ROCm's tools)
+            return 126, str(getattr(exc, "explanation", None) or exc)
+        text = out.decode(errors="replace") if isinstance(out, bytes) else str(out)
+        return (int(code) if code is not None else 1), text
+
+    return run
+
+
+class AmdSmiSource:
+    """amd-smi through a runner: `run(argv) -> (exit_code, output)`; the AMD twin of NvidiaSmiSource."""
+
+    def __init__(self, run: Callable[[Sequence[str]], tuple[int, str]], *, name: str = "amd-smi",
+                 on_close: Callable[[], None] | None = None) -> None:
+        self._run = run
+        self.name = name
+        self._on_close = on_close
+
+    def close(self) -> None:
+        """Release what the runner holds (e.g. a Docker client this source created)."""
+        if self._on_close is not None:
+            self._on_close()
+            self._on_close = None
+
+    def read(self, t: float) -> list[GpuSample]:
+        code, out = self._run(AMD_SMI_CMD)
+        if code != 0:
+            raise TelemetryUnavailableError(f"amd-smi exited {code}: {out.strip()[:200]}")
+        return parse_amd_smi_json(out, t, source=self.name)
+
+    @classmethod
+    def local(cls, *, timeout_s: float = 5.0) -> AmdSmiSource:
+        """amd-smi on this host (local-process backend)."""
+        return cls(_host_runner("amd-smi", timeout_s), name="amd-smi")
+
+    @classmethod
+    def in_container(cls, client: docker.DockerClient, container_id: str, *,
+                     owns_client: bool = False) -> AmdSmiSource:
+        """amd-smi exec'd inside the serving container (ROCm images ship it; the client's timeout bounds it)."""
+        return cls(_container_runner(client, container_id), name="amd-smi (docker exec)",
+                   on_close=client.close if owns_client else None)
+
+
+def runner_vendor(runner: str | None) -> str:
+    """`amd` or `nvidia` for a runner label (`gpu_for_runner(..).vendor`); unknown or no label → nvidia."""
+    if not runner:
+        return "nvidia"
+    from infersweep.recipes.hardware import gpu_for_runner
+
+    spec = gpu_for_runner(runner)
+    return spec.vendor if spec else "nvidia"
+
+
+# -----------------------------------------------------------------------------------------------------------
 # simulator
 # -----------------------------------------------------------------------------------------------------------
 _PROM_LINE = re.compile(r'^(?P<name>sim:gpu_[a-z_]+)\{(?P<labels>[^}]*)\}\s+(?P<value>\S+)')
@@ -364,17 +620,22 @@ class TelemetrySampler:
         self.stop()
 
 
-def source_for(handle: Any, *, docker_client: docker.DockerClient | None = None) -> TelemetrySource:
+def source_for(handle: Any, *, docker_client: docker.DockerClient | None = None,
+               runner: str | None = None) -> TelemetrySource:
     """The right source for a started server (`ServerHandle`): sim → /metrics, docker → exec, process → host.
 
+    The tool is the runner's vendor's: amd-smi for AMD runners (`runner_vendor(runner) == "amd"`: mi300x,
+    mi325x, mi355x), nvidia-smi otherwise (and when no runner is given).
     For Docker without `docker_client`, a client for the handle's engine URL is made and closed on `stop()`.
     """
     backend = str(getattr(handle, "backend", ""))
     if backend.startswith("sim"):
         return SimMetricsSource(handle.base_url)
+    smi: type[NvidiaSmiSource] | type[AmdSmiSource] = (
+        AmdSmiSource if runner_vendor(runner) == "amd" else NvidiaSmiSource)
     if "docker" in backend:
         if docker_client is not None:
-            return NvidiaSmiSource.in_container(docker_client, handle.id)
+            return smi.in_container(docker_client, handle.id)
         import docker
 
         url = (getattr(handle, "extra", None) or {}).get("docker_url")
@@ -382,9 +643,9 @@ def source_for(handle: Any, *, docker_client: docker.DockerClient | None = None)
             client = docker.DockerClient(base_url=url, timeout=30) if url else docker.from_env(timeout=30)
         except docker.errors.DockerException as exc:
             return NoTelemetry(f"Docker engine {url or 'DOCKER_HOST'} unreachable: {exc}")
-        return NvidiaSmiSource.in_container(client, handle.id, owns_client=True)
+        return smi.in_container(client, handle.id, owns_client=True)
     if backend.startswith(("process", "vllm-process", "local")):
-        return NvidiaSmiSource.local()
+        return smi.local()
     return NoTelemetry(f"no telemetry source for backend {backend!r}")
 
 

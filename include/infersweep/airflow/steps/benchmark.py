@@ -105,7 +105,7 @@ def telemetry(deps: ChainDeps, served: ServedGroup, try_number: int) -> Iterator
     """
     from infersweep.telemetry.gpu import TelemetrySampler, source_for
 
-    sampler = TelemetrySampler(source_for(served.state.handle), interval_s=1.0)
+    sampler = TelemetrySampler(source_for(served.state.handle, runner=served.state.node.runner), interval_s=1.0)
     sampler.start()
     try:
         yield sampler
