@@ -2,7 +2,8 @@
 
 Each phase is watched: every ``progress_interval_s`` a line (completed/failed/in flight, elapsed) goes to
 stderr, and when requests are in flight but the server has shown no sign of life (no token event, no finished
-request) for ``stall_timeout_s``, the phase is aborted: a server that accepts connections and never answers
+request) for ``stall_timeout_s`` plus a grace (`_abort_grace`: each request's own stall verdict comes first),
+the phase is aborted: a server that accepts connections and never answers
 would otherwise hold the point for (warm-ups + prompts) / C stall windows, hours at the 900 s default.
 """
 
@@ -231,7 +232,10 @@ async def _watched_drive(
                 _emit(tracker.line(now))
                 next_line = now + (every or 0.0)
             silent = tracker.silent_for(now)
-            if stall and silent is not None and silent > stall:
+            # Each request's own stall timer fires at `stall`; the phase is cut only a grace later, so a
+            # request that stalled fails as "stalled" (its own verdict) and the abort is left to what remains:
+            # a server still silent after its requests' stall windows, with more requests waiting to go.
+            if stall and silent is not None and silent > stall + _abort_grace(stall, tick):
                 n = tracker.inflight
                 aborted = (f"server stalled: no response for {stall:g} s with {n} request{'s' if n != 1 else ''} "
                            f"in flight during the {tracker.phase} (--stall-timeout-s {stall:g}); point aborted")
@@ -253,6 +257,12 @@ async def _watched_drive(
         f"not sent: the point was aborted after the server was silent for {stall:g} s (--stall-timeout-s)",
     )
     return recs, aborted
+
+
+def _abort_grace(stall: float, tick: float) -> float:
+    """Seconds past the stall window before a silent phase is aborted: half of it (at most 60 s), and at least
+    two watch ticks, so the requests' own stall timers (same event loop, due at `stall`) always fire first."""
+    return max(2 * tick, min(stall / 2, 60.0))
 
 
 async def run_shard(
