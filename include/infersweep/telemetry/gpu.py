@@ -29,7 +29,7 @@ import urllib.request
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import pairwise
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, Self
 
 from infersweep.faults.errors import InfersweepError
 
@@ -143,13 +143,17 @@ class TelemetrySource(Protocol):
         ...
 
 
-class NvidiaSmiSource:
-    """nvidia-smi through a runner: `run(argv) -> (exit_code, output)`."""
+class _SmiSource:
+    """A vendor tool (nvidia-smi, amd-smi) through a runner: `run(argv) -> (exit_code, output)`. Subclasses
+    name the tool, its command line and the parser of its output."""
 
-    def __init__(self, run: Callable[[Sequence[str]], tuple[int, str]], *, name: str = "nvidia-smi",
+    TOOL: str = ""
+    CMD: Sequence[str] = ()
+
+    def __init__(self, run: Callable[[Sequence[str]], tuple[int, str]], *, name: str | None = None,
                  on_close: Callable[[], None] | None = None) -> None:
         self._run = run
-        self.name = name
+        self.name = name or self.TOOL
         self._on_close = on_close
 
     def close(self) -> None:
@@ -158,45 +162,35 @@ class NvidiaSmiSource:
             self._on_close()
             self._on_close = None
 
+    def parse(self, out: str, t: float) -> list[GpuSample]:
+        raise NotImplementedError
+
     def read(self, t: float) -> list[GpuSample]:
-        code, out = self._run(NVIDIA_SMI_CMD)
+        code, out = self._run(self.CMD)
         if code != 0:
-            raise TelemetryUnavailableError(f"nvidia-smi exited {code}: {out.strip()[:200]}")
+            raise TelemetryUnavailableError(f"{self.TOOL} exited {code}: {out.strip()[:200]}")
+        return self.parse(out, t)
+
+    @classmethod
+    def local(cls, *, timeout_s: float = 5.0) -> Self:
+        """The tool on this host (local-process backend)."""
+        return cls(_host_runner(cls.TOOL, timeout_s))
+
+    @classmethod
+    def in_container(cls, client: docker.DockerClient, container_id: str, *, owns_client: bool = False) -> Self:
+        """The tool exec'd inside the serving container (its client's timeout bounds each call)."""
+        return cls(_container_runner(client, container_id), name=f"{cls.TOOL} (docker exec)",
+                   on_close=client.close if owns_client else None)
+
+
+class NvidiaSmiSource(_SmiSource):
+    """nvidia-smi's CSV query of every GPU."""
+
+    TOOL = "nvidia-smi"
+    CMD = NVIDIA_SMI_CMD
+
+    def parse(self, out: str, t: float) -> list[GpuSample]:
         return parse_nvidia_smi_csv(out, t, source=self.name)
-
-    @classmethod
-    def local(cls, *, timeout_s: float = 5.0) -> NvidiaSmiSource:
-        """nvidia-smi on this host (local-process backend)."""
-
-        def run(argv: Sequence[str]) -> tuple[int, str]:
-            try:
-                p = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout_s, check=False)
-            except FileNotFoundError:
-                return 127, "nvidia-smi not found on this host"
-            except subprocess.TimeoutExpired:
-                return 124, f"nvidia-smi did not answer within {timeout_s} s"
-            return p.returncode, p.stdout if p.returncode == 0 else (p.stderr or p.stdout)
-
-        return cls(run, name="nvidia-smi")
-
-    @classmethod
-    def in_container(cls, client: docker.DockerClient, container_id: str, *,
-                     owns_client: bool = False) -> NvidiaSmiSource:
-        """nvidia-smi exec'd inside the serving container (its client's timeout bounds each call)."""
-        import docker.errors
-
-        def run(argv: Sequence[str]) -> tuple[int, str]:
-            try:
-                res = client.api.exec_create(container_id, list(argv), stdout=True, stderr=True)
-                out = client.api.exec_start(res["Id"])
-                code = client.api.exec_inspect(res["Id"]).get("ExitCode")
-            except docker.errors.APIError as exc:
-                # e.g. 'exec: "nvidia-smi": executable file not found in $PATH' (no NVIDIA runtime)
-                return 126, str(getattr(exc, "explanation", None) or exc)
-            text = out.decode(errors="replace") if isinstance(out, bytes) else str(out)
-            return (int(code) if code is not None else 1), text
-
-        return cls(run, name="nvidia-smi (docker exec)", on_close=client.close if owns_client else None)
 
 
 # -----------------------------------------------------------------------------------------------------------
@@ -377,7 +371,7 @@ def parse_amd_smi_json(text: str, t: float, *, source: str = "amd-smi") -> list[
 
 
 def _host_runner(tool: str, timeout_s: float) -> Callable[[Sequence[str]], tuple[int, str]]:
-    """Runs argv on this host as NvidiaSmiSource.local does: 127 when `tool` is missing, 124 on timeout."""
+    """Runs argv on this host: 127 when `tool` is missing, 124 on timeout."""
 
     def run(argv: Sequence[str]) -> tuple[int, str]:
         try:
@@ -392,7 +386,7 @@ def _host_runner(tool: str, timeout_s: float) -> Callable[[Sequence[str]], tuple
 
 
 def _container_runner(client: docker.DockerClient, container_id: str) -> Callable[[Sequence[str]], tuple[int, str]]:
-    """Execs argv in a container as NvidiaSmiSource.in_container does (the client's timeout bounds it)."""
+    """Execs argv in a container (the client's timeout bounds it)."""
     import docker.errors
 
     def run(argv: Sequence[str]) -> tuple[int, str]:
@@ -401,7 +395,7 @@ def _container_runner(client: docker.DockerClient, container_id: str) -> Callabl
             out = client.api.exec_start(res["Id"])
             code = client.api.exec_inspect(res["Id"]).get("ExitCode")
         except docker.errors.APIError as exc:
-            # e.g. 'exec: "amd-smi": executable file not found in $PATH' (an image without ROCm's tools)
+            # e.g. 'exec: "nvidia-smi": executable file not found in $PATH' (no NVIDIA runtime, no ROCm tools)
             return 126, str(getattr(exc, "explanation", None) or exc)
         text = out.decode(errors="replace") if isinstance(out, bytes) else str(out)
         return (int(code) if code is not None else 1), text
@@ -409,38 +403,14 @@ def _container_runner(client: docker.DockerClient, container_id: str) -> Callabl
     return run
 
 
-class AmdSmiSource:
-    """amd-smi through a runner: `run(argv) -> (exit_code, output)`; the AMD twin of NvidiaSmiSource."""
+class AmdSmiSource(_SmiSource):
+    """amd-smi's JSON metrics of every GPU: the AMD twin of NvidiaSmiSource (ROCm images ship amd-smi)."""
 
-    def __init__(self, run: Callable[[Sequence[str]], tuple[int, str]], *, name: str = "amd-smi",
-                 on_close: Callable[[], None] | None = None) -> None:
-        self._run = run
-        self.name = name
-        self._on_close = on_close
+    TOOL = "amd-smi"
+    CMD = AMD_SMI_CMD
 
-    def close(self) -> None:
-        """Release what the runner holds (e.g. a Docker client this source created)."""
-        if self._on_close is not None:
-            self._on_close()
-            self._on_close = None
-
-    def read(self, t: float) -> list[GpuSample]:
-        code, out = self._run(AMD_SMI_CMD)
-        if code != 0:
-            raise TelemetryUnavailableError(f"amd-smi exited {code}: {out.strip()[:200]}")
+    def parse(self, out: str, t: float) -> list[GpuSample]:
         return parse_amd_smi_json(out, t, source=self.name)
-
-    @classmethod
-    def local(cls, *, timeout_s: float = 5.0) -> AmdSmiSource:
-        """amd-smi on this host (local-process backend)."""
-        return cls(_host_runner("amd-smi", timeout_s), name="amd-smi")
-
-    @classmethod
-    def in_container(cls, client: docker.DockerClient, container_id: str, *,
-                     owns_client: bool = False) -> AmdSmiSource:
-        """amd-smi exec'd inside the serving container (ROCm images ship it; the client's timeout bounds it)."""
-        return cls(_container_runner(client, container_id), name="amd-smi (docker exec)",
-                   on_close=client.close if owns_client else None)
 
 
 def runner_vendor(runner: str | None) -> str:
