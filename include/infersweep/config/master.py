@@ -40,7 +40,6 @@ from infersweep.config import names
 from infersweep.config.errors import PathPart
 from infersweep.faults.errors import InfersweepError
 
-PositiveInt = Annotated[StrictInt, Field(gt=0)]
 SpecDecoding = Literal["none", "mtp", "draft_model"]
 SPEC_DECODING_VALUES: tuple[str, ...] = ("none", "mtp", "draft_model")
 #: June 2026 agentic `offloading` values (upstream replaced the field by kv-offloading + kv-offload-backend).
