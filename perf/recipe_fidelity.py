@@ -78,10 +78,11 @@ def main() -> int:
             totals[fw]["not built"] += 1
             reasons[fw][f"not built: {str(exc)[:100]}"] += 1
             continue
-        diff = diff_launch(rec, {"argv": list(recipe.argv), "env": recipe.env, "files": recipe.files})
+        diff = diff_launch(rec, {"argv": list(recipe.argv), "env": recipe.env, "files": recipe.files,
+                                 "client": recipe.client.model_dump()})
         totals[fw]["identical" if not diff else "different"] += 1
         for d in diff:
-            reasons[fw][d.split(":", 1)[0] if d.startswith(("flag ", "env ")) else d[:60]] += 1
+            reasons[fw][d.split(":", 1)[0] if d.startswith(("flag ", "env ", "client ")) else d[:60]] += 1
         out.append({**{k: rec[k] for k in TOPOLOGY}, "framework": fw, "diff": diff})
     print(f"oracle: {len(records)} launches ({args.oracle or 'captured now'})")
     print(f"{'framework':<10} {'identical':>10} {'total':>6} {'%':>6}  other")

@@ -27,11 +27,21 @@ class AirflowHome:
     #: Seconds between lease pokes: 1 keeps tests fast; the soak uses the product default (10).
     lease_poke_s: float = 1.0
 
+    def dags_folder(self) -> Path:
+        """A private copy of the project's DAG files: the generated sweep files are written next to
+        infersweep_dags.py, and two tests (or test runs) with different configs must not rewrite each other's."""
+        folder = self.path / "dags"
+        if not folder.is_dir():
+            folder.mkdir(parents=True)
+            for src in (ROOT / "dags").glob("*.py"):
+                (folder / src.name).write_text(src.read_text())
+        return folder
+
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
         env.update({
             "AIRFLOW_HOME": str(self.path),
-            "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(self.dags_folder()),
             "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{self.path / 'airflow.db'}",

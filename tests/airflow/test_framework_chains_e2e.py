@@ -22,14 +22,17 @@ from tests.airflow.harness import AirflowHome, sim_servers_running
 pytestmark = pytest.mark.e2e
 FIXTURE = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "inferencex"
 KEYS = {"sglang": "dsr1-fp8-h200-sglang", "trt": "dsr1-fp8-h200-trt", "atom": "dsr1-fp8-mi355x-atom"}
-NODES = {"h200": (141, "h200"), "mi355x": (288, "mi355x")}
+#: Keys whose scripts run another client: chat requests (DeepSeek-V4 TRT) and a client-side chat template (MTP).
+CLIENT_KEYS = {"dsv4-fp4-b200-trt": ("none", True, "none"), "dsr1-fp8-h200-sglang-mtp": ("mtp", False, "tokenizer")}
+NODES = {"h200": (141, "h200"), "mi355x": (288, "mi355x"), "b200-dsv4": (180, "b200")}
+WANTED = {*KEYS.values(), *CLIENT_KEYS}
 
 
 def _entries() -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name in ("nvidia-master.yaml", "amd-master.yaml"):
         data = yaml.safe_load((FIXTURE / name).read_text())
-        out.update({k: v for k, v in data.items() if k in KEYS.values()})
+        out.update({k: v for k, v in data.items() if k in WANTED})
     return out
 
 
@@ -39,14 +42,15 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> AirflowHome:
         pytest.skip(f"the shared InferenceX fixture is not at {FIXTURE}")
     base = tmp_path_factory.mktemp("frameworks")
     entries = _entries()
-    assert set(entries) == set(KEYS.values())
+    assert set(entries) == WANTED
     runners = {e["runner"] for e in entries.values()}
     sweep = {
         "sweep": "frameworks", "engine": "sim", "schedule": None, "entries": entries,
         "inventory": {r: [{"name": f"{r}-n0", "gpus": 8, "gpu-memory-gb": NODES[r][0], "gpu-profile": NODES[r][1]}]
                       for r in sorted(runners)},
         "eval": {"enabled": True, "select": "max-conc", "limit": 3},
-        "sim": {"time-scale": 50, "accuracy": 1.0},
+        # DeepSeek-V4 has no simulator profile: R1's (the same MoE family) stands in for every key here.
+        "sim": {"time-scale": 50, "accuracy": 1.0, "model-profile": "deepseek-r1"},
         "bench": {"random-range-ratio": 0.8, "prompts-per-conc": 2, "warmups-per-conc": 1},
     }
     path = base / "sweep.yaml"
@@ -57,14 +61,14 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> AirflowHome:
     return h
 
 
-def _one_group_conf(path: str, key: str) -> dict[str, Any]:
+def _one_group_conf(path: str, key: str, spec_decoding: str = "none") -> dict[str, Any]:
     """Run conf that keeps one serve group (1k1k, its smallest layout) at its lowest concurrency."""
     from infersweep.config.sweep import load_sweep
     from infersweep.plan.groups import group_jobs
     from infersweep.plan.planner import PlanFilters, expand_jobs
 
     groups = [g for g in group_jobs(expand_jobs(load_sweep([path]), PlanFilters(config_keys=(key,))))
-              if g.isl == 1024 and g.osl == 1024 and g.spec_decoding == "none"]
+              if g.isl == 1024 and g.osl == 1024 and g.spec_decoding == spec_decoding]
     g = min(groups, key=lambda g: (g.gpus, g.tp, g.ep, g.dp_attn))
     return {"seq_lens": ["1k1k"], "tp": [g.tp], "ep": [g.ep], "dp_attn": "true" if g.dp_attn else "false",
             "concs": [g.concs[0]]}
@@ -95,3 +99,24 @@ def test_framework_chain_is_green_on_the_simulator(home: AirflowHome, framework:
     launcher = {"sglang": "sglang", "trt": "trtllm-serve", "atom": "atom.entrypoints.openai_server"}[framework]
     assert any(launcher in arg for arg in recipe["argv"]), recipe["argv"]
     assert sim_servers_running(home.work_dir) == []
+
+
+@pytest.mark.parametrize("key", sorted(CLIENT_KEYS))
+def test_the_client_inferencex_runs_for_the_key(home: AirflowHome, key: str) -> None:
+    """dsv4 TRT keys send chat requests (/v1/chat/completions); MTP keys template the prompt on the client and
+    send its ids to /v1/completions; either way the lengths stay exact (the point passes its length check)."""
+    spec_decoding, chat, template = CLIENT_KEYS[key]
+    result = home.run(key, _one_group_conf(home.configs, key, spec_decoding))
+    assert result["state"] == "success", result
+    from infersweep.store.db import get_engine
+
+    with get_engine(home.results_url).connect() as conn:
+        (raw,) = [r[0] for r in conn.execute(text(
+            "SELECT b.raw FROM benchmark_results b JOIN runs r ON r.id = b.run_pk WHERE r.run_id = :r"),
+            {"r": result["run_id"]})]
+    raw = raw if isinstance(raw, dict) else json.loads(raw)
+    config = raw["infersweep"]["config"]
+    assert (config["chat"], config["prompt_template"]) == (chat, template)
+    assert raw["infersweep"]["endpoint"] == ("/v1/chat/completions" if chat else "/v1/completions")
+    assert raw["infersweep"]["passed"] and raw["completed"] > 0
+    assert raw["input_lens"] and all(n <= 1024 for n in raw["input_lens"])

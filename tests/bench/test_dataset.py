@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import orjson
 import pytest
@@ -9,6 +11,8 @@ import pytest
 from infersweep.bench.config import BenchConfig
 from infersweep.bench.dataset import build_requests, sample_lengths, vllm_equivalent_range
 from infersweep.bench.tokenizer import TokenizerError, load_tokenizer
+
+REFERENCE = Path(__file__).resolve().parents[3] / "shared" / "reference" / "inferencex-1ef98e3ed"
 
 
 def cfg(tokenizer_dir, **kw):
@@ -91,3 +95,52 @@ def test_chat_isl_below_template_overhead_is_a_clear_error(tokenizer_dir):
 def test_missing_tokenizer_is_a_clear_error(tmp_path):
     with pytest.raises(TokenizerError, match=r"tokenizer\.json"):
         load_tokenizer(str(tmp_path))
+
+
+def test_client_templated_prompts_are_exact_ids_of_the_rendered_template(tokenizer_dir):
+    """InferenceX's --use-chat-template: the client renders the template and posts to /v1/completions; ours
+    sends the rendered prompt's ids, template included, at exactly ISL tokens."""
+    c = cfg(tokenizer_dir, prompt_template="tokenizer", isl=90, osl=8)
+    tok = load_tokenizer(str(tokenizer_dir))
+    im_start = tok.tokenizer.token_to_id("<|im_start|>")
+    assert c.endpoint == "/v1/completions"
+    for s in build_requests(c, tok, 10):
+        body = orjson.loads(s.body)
+        assert "messages" not in body and body["max_tokens"] == 8
+        assert len(body["prompt"]) == s.prompt_len == 90
+        text = tok.decode(body["prompt"])
+        assert body["prompt"][0] == im_start  # the template's own special tokens are there, as ids
+        assert tok.encode(tok.apply_chat_template([{"role": "user", "content": _user_turn(tok, body["prompt"])}])) \
+            == body["prompt"], text
+
+
+def _user_turn(tok, ids):
+    """The user content inside a rendered ChatML prompt (special tokens kept)."""
+    rendered = tok.tokenizer.decode(ids, skip_special_tokens=False)
+    return rendered.split("<|im_start|>user\n", 1)[1].split("<|im_end|>", 1)[0]
+
+
+def test_dsv4_framing_matches_inferencex_encoder(tokenizer_dir):
+    """`--dsv4`: DeepSeek-V4's framing of one user turn, checked against InferenceX's own encoder."""
+    from infersweep.bench.dataset import DSV4_USER_TURN, render_prompt
+
+    ref = REFERENCE / "utils" / "bench_serving" / "encoding_dsv4.py"
+    if not ref.is_file():
+        pytest.skip(f"InferenceX reference encoder not found at {ref} (../shared absent)")
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("ix_encoding_dsv4", ref)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    tok = load_tokenizer(str(tokenizer_dir))
+    for content in ("hello world", "", "multi\nline ✓"):
+        want = mod.encode_messages([{"role": "user", "content": content}], thinking_mode="thinking")
+        assert render_prompt(tok, content, "dsv4") == want == DSV4_USER_TURN.format(content=content)
+    c = cfg(tokenizer_dir, prompt_template="dsv4", isl=70, osl=4)
+    for s in build_requests(c, tok, 5):
+        assert len(orjson.loads(s.body)["prompt"]) == s.prompt_len == 70
+
+
+def test_chat_and_client_template_are_exclusive(tokenizer_dir):
+    with pytest.raises(ValueError, match="choose one"):
+        cfg(tokenizer_dir, chat=True, prompt_template="tokenizer")

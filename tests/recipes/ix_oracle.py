@@ -187,7 +187,8 @@ _STUB_OVERRIDES = r"""
 start_gpu_monitor() { :; }
 stop_gpu_monitor() { :; }
 wait_for_server_ready() { set +x; :; }
-run_benchmark_serving() { :; }
+# The client's flags (backend, chat template...) are part of what a job measures: keep them, NUL-separated.
+run_benchmark_serving() { printf '%s\0' "$@" > "$IX_ORACLE_RECORD_DIR/client.args"; }
 move_profile_trace_for_relay() { :; }
 _install_lm_eval_deps() { :; }
 _patch_lm_eval() { :; }
@@ -477,6 +478,8 @@ def _run(group: ServeGroup, conc: int, rel: str, reference_dir: Path, tmp: Path,
     logged = [json.loads(ln) for ln in calls_file.read_text().splitlines() if ln] if calls_file.exists() else []
     calls = [c["argv"] for c in sorted(logged, key=lambda c: (c["start"], c["pid"]))]
     out["calls"] = [c for c in calls if c[0] not in {"nvidia-smi", "amd-smi", "rocm-smi"}]
+    client_file = rec_dir / "client.args"
+    out["client"] = client_flags(client_file.read_text().split("\0")[:-1]) if client_file.exists() else None
     if launches:
         first = launches[0]
         full = first["wrapper"] + first["argv"] if first["wrapper"] else first["argv"]
@@ -496,6 +499,27 @@ def _run(group: ServeGroup, conc: int, rel: str, reference_dir: Path, tmp: Path,
         errors.append("no server launch recorded" + (f" (stderr: {_tail(err)})" if rc == 0 else ""))
     out["error"] = "; ".join(errors) or None
     return _unmap(out, str(work))
+
+
+#: run_benchmark_serving's switches (flags without a value).
+_CLIENT_SWITCHES = frozenset({"--use-chat-template", "--dsv4", "--trust-remote-code"})
+
+
+def client_flags(args: list[str]) -> dict[str, Any]:
+    """The client-side choices of a `run_benchmark_serving` call: `--backend` and the prompt switches (the
+    lengths, concurrency, paths and port are the job's own and compared elsewhere)."""
+    flags: dict[str, Any] = {"backend": None, "use-chat-template": False, "dsv4": False, "trust-remote-code": False}
+    i = 0
+    while i < len(args):
+        tok = args[i]
+        if tok in _CLIENT_SWITCHES:
+            flags[tok[2:]] = True
+        elif tok == "--backend" and i + 1 < len(args):
+            flags["backend"] = args[i + 1]
+            i += 1
+        i += 1
+    flags["use-chat-template"] = flags["use-chat-template"] or flags["dsv4"]  # benchmark_lib: --dsv4 implies it
+    return flags
 
 
 def _env_diff(given: dict[str, str], seen: dict[str, str]) -> dict[str, str]:

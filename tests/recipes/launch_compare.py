@@ -85,6 +85,10 @@ def _server_part(argv: Sequence[str]) -> list[str]:
     return argv[argv.index("trtllm-serve"):] if "trtllm-serve" in argv else argv
 
 
+#: The client choices compared (`--trust-remote-code` only lets InferenceX's client run a tokenizer's code).
+CLIENT_KEYS = ("backend", "use-chat-template", "dsv4")
+
+
 def diff_launch(ix: dict[str, Any], ours: dict[str, Any], *, model_paths: Iterable[str] = ()) -> list[str]:
     """Differences between InferenceX's launch (`ix`: argv, env, files) and our recipe record (argv, env,
     files); empty when they are the same launch."""
@@ -116,6 +120,11 @@ def diff_launch(ix: dict[str, Any], ours: dict[str, Any], *, model_paths: Iterab
         a, b = _parsed(a_text), _parsed(b_text)
         if a != b:
             out.append(f"file {name} content differs: {a!r} vs ours {b!r}")
+    # The client the script runs (ix_oracle records run_benchmark_serving's flags): endpoint and chat template.
+    if ix.get("client") is not None and ours.get("client") is not None:
+        for key in CLIENT_KEYS:
+            if ix["client"].get(key) != ours["client"].get(key):
+                out.append(f"client {key}: {ix['client'].get(key)!r} vs ours {ours['client'].get(key)!r}")
     return out
 
 

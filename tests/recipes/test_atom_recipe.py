@@ -299,7 +299,8 @@ def test_recipes_equal_inferencex_launches() -> None:
                 continue
             problems.append(f"{_identity(ix)}: InferenceX script failed: {ix['error']}")
             continue
-        ours = build_recipe(group, None, served_model_name=group.model).to_json()
+        # The registry's recipe: the framework's builder plus the client the script runs (data/client.yaml).
+        ours = registry.build_recipe(group, None, served_model_name=group.model).to_json()
         ix_clean = {**ix, "env": {k: v for k, v in (ix.get("env") or {}).items() if k not in HARNESS_ENV}}
         diff = diff_launch(ix_clean, ours)
         if ours["argv"][:3] != ix["argv"][:3]:

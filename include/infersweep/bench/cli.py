@@ -218,6 +218,11 @@ def register(app: typer.Typer) -> None:
             help="InferenceX semantics: lengths in [r·L, L]; 1 = exact (vLLM's differs)",
         ),
         chat: bool = typer.Option(False, "--chat", help="Use /v1/chat/completions with the chat template"),
+        prompt_template: str = typer.Option(
+            "none", "--prompt-template",
+            help="Template on the client and send the prompt's ids to /v1/completions (InferenceX's "
+            "--use-chat-template): none | tokenizer (its chat template) | dsv4 (DeepSeek-V4's framing, --dsv4)",
+        ),
         request_rate: float = typer.Option(
             float("inf"), "--request-rate", help="Requests/s (inf = closed loop)"
         ),
@@ -288,7 +293,7 @@ def register(app: typer.Typer) -> None:
                 cfgs.append(BenchConfig(
                     base_url=base_url, model=model, tokenizer=tokenizer, isl=isl, osl=osl, conc=c,
                     num_prompts=num_prompts, warmups=num_warmups, random_range_ratio=random_range_ratio,
-                    chat=chat, request_rate=request_rate, burstiness=burstiness, gpus=gpus, seed=seed,
+                    chat=chat, prompt_template=prompt_template, request_rate=request_rate, burstiness=burstiness, gpus=gpus, seed=seed,
                     slo_ttft_ms=slo_ttft_ms, slo_tpot_ms=slo_tpot_ms, slo_e2el_ms=slo_e2el_ms, workers=n_workers,
                     max_failed_fraction=max_failed_fraction, fail_on_length_violation=not allow_length_mismatch,
                     ignore_eos=not no_ignore_eos, request_timeout_s=request_timeout_s,

@@ -55,9 +55,13 @@ OPTION_NAMES: dict[str, str] = {
     "slo_e2el_ms": "--slo-e2el-ms", "workers": "--workers", "max_failed_fraction": "--max-failed-fraction",
     "request_timeout_s": "--request-timeout-s", "stall_timeout_s": "--stall-timeout-s",
     "progress_interval_s": "--progress-interval-s", "base_url": "--base-url", "model": "--model",
+    "prompt_template": "--prompt-template",
     "tokenizer": "--tokenizer", "metadata": "--metadata",
 }
 
+
+#: Where a prompt's chat framing comes from when the client renders it (`BenchConfig.prompt_template`).
+PromptTemplate = Literal["none", "tokenizer", "dsv4"]
 
 class BenchConfig(BaseModel):
     """One benchmark point: a single concurrency (or request rate) against one OpenAI-compatible server.
@@ -85,6 +89,12 @@ class BenchConfig(BaseModel):
         default=1.0, gt=0.0, le=1.0, description="InferenceX semantics: lengths uniform in [r·L, L]."
     )
     chat: bool = Field(default=False, description="Use /v1/chat/completions with the chat template.")
+    prompt_template: PromptTemplate = Field(
+        default="none",
+        description="Client-side chat template over /v1/completions (InferenceX's --use-chat-template): "
+        "'tokenizer' renders the tokenizer's template, 'dsv4' DeepSeek-V4's own framing (--dsv4); the "
+        "templated prompt, template included, is exactly isl tokens and is sent as token ids.",
+    )
     request_rate: float = Field(default=math.inf, gt=0.0, description="Requests/s; inf → closed loop.")
     burstiness: float = Field(
         default=1.0, ge=MIN_BURSTINESS, le=MAX_BURSTINESS, description="Gamma shape; 1 → Poisson arrivals."
@@ -150,6 +160,13 @@ class BenchConfig(BaseModel):
         if bad:
             raise ValueError(f"metadata keys {bad} would break InferenceX's process_result.py; rename them")
         return v
+
+    @model_validator(mode="after")
+    def _check_prompt_mode(self) -> BenchConfig:
+        if self.chat and self.prompt_template != "none":
+            raise ValueError(f"chat=True sends messages the server templates; prompt_template="
+                             f"{self.prompt_template!r} templates on the client: choose one")
+        return self
 
     @model_validator(mode="after")
     def _check_slos_and_workers(self) -> BenchConfig:

@@ -9,6 +9,10 @@ Chat mode (speculative decoding needs natural-ish text) builds text from "stable
 re-encode to themselves), renders the chat template, and adjusts the content until the *templated* prompt
 encodes to exactly the intended length; the server's `usage.prompt_tokens` is still checked per request.
 
+Templated mode (InferenceX's ``--use-chat-template``, ``--dsv4``) renders the same exact-length templated
+prompt on the client and sends its token ids to `/v1/completions`. InferenceX's client shortens the content by
+the template's length minus one and sends text, so its prompts come out about a token off; ours are exact.
+
 Lengths follow InferenceX's range ratio: uniform integers in ``[⌊r·L⌋, L]`` (r = 1 → exact). vLLM's
 ``--random-range-ratio`` means ``[⌊L(1−r)⌋, ⌈L(1+r)⌉]``; :func:`vllm_equivalent_range` converts.
 """
@@ -20,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import orjson
 
-from infersweep.bench.config import BenchConfig
+from infersweep.bench.config import BenchConfig, PromptTemplate
 from infersweep.bench.tokenizer import LoadedTokenizer, TokenizerError
 
 #: Chat prompts: decode→template→encode rounds per attempt, and fresh attempts, before giving up.
@@ -65,9 +69,23 @@ def _stable_ids(tok: LoadedTokenizer, allowed: np.ndarray, rng: np.random.Genera
     return np.asarray(stable, dtype=np.int64)
 
 
-def _chat_text(tok: LoadedTokenizer, target: int, pool: np.ndarray, rng: np.random.Generator) -> str:
-    """Content text whose chat-templated rendering encodes to exactly ``target`` tokens."""
-    overhead = len(tok.encode(tok.apply_chat_template([{"role": "user", "content": ""}])))
+#: DeepSeek-V4's framing of one user turn in thinking mode: what InferenceX's client (`--dsv4`, its
+#: encoding_dsv4.encode_messages(..., thinking_mode="thinking")) renders instead of a jinja template.
+DSV4_USER_TURN = "<｜begin▁of▁sentence｜><｜User｜>{content}<｜Assistant｜><think>"
+
+
+def render_prompt(tok: LoadedTokenizer, content: str, template: PromptTemplate = "tokenizer") -> str:
+    """One user message rendered as the server will see it: the tokenizer's chat template (with the
+    generation prompt), or DeepSeek-V4's own framing."""
+    if template == "dsv4":
+        return DSV4_USER_TURN.format(content=content)
+    return tok.apply_chat_template([{"role": "user", "content": content}])
+
+
+def _chat_text(tok: LoadedTokenizer, target: int, pool: np.ndarray, rng: np.random.Generator,
+               template: PromptTemplate = "tokenizer") -> str:
+    """Content text whose templated rendering encodes to exactly ``target`` tokens."""
+    overhead = len(tok.encode(render_prompt(tok, "", template)))
     if target <= overhead:
         raise TokenizerError(
             f"{tok.source}: ISL {target} is not above the chat template's own {overhead} tokens; raise --isl"
@@ -76,7 +94,7 @@ def _chat_text(tok: LoadedTokenizer, target: int, pool: np.ndarray, rng: np.rand
         ids = rng.choice(pool, target - overhead).tolist()
         for _ in range(_ADJUST_ROUNDS):
             text = tok.decode(ids)
-            n = len(tok.encode(tok.apply_chat_template([{"role": "user", "content": text}])))
+            n = len(tok.encode(render_prompt(tok, text, template)))
             if n == target:
                 return text
             if n < target:
@@ -96,7 +114,8 @@ def build_requests(cfg: BenchConfig, tok: LoadedTokenizer, n: int, *, offset: in
     allowed = np.asarray(tok.allowed_ids(), dtype=np.int64)
     if allowed.size == 0:
         raise TokenizerError(f"{tok.source}: the vocabulary has no non-special tokens")
-    pool = _stable_ids(tok, allowed, rng) if cfg.chat else allowed
+    templated = cfg.chat or cfg.prompt_template != "none"
+    pool = _stable_ids(tok, allowed, rng) if templated else allowed
     common: dict[str, object] = {
         "model": cfg.model,
         "stream": True,
@@ -113,6 +132,12 @@ def build_requests(cfg: BenchConfig, tok: LoadedTokenizer, n: int, *, offset: in
             body["messages"] = [{"role": "user", "content": _chat_text(tok, isl, pool, rng)}]
             # vLLM reads max_completion_tokens first; older servers only know max_tokens.
             body["max_completion_tokens"] = osl
+            body["max_tokens"] = osl
+        elif cfg.prompt_template != "none":
+            # Token ids of the rendered prompt: the server must not re-tokenise the text (a second BOS, merges
+            # across the template's seams) and change the length InferenceX's client only approximates.
+            content = _chat_text(tok, isl, pool, rng, cfg.prompt_template)
+            body["prompt"] = tok.encode(render_prompt(tok, content, cfg.prompt_template))
             body["max_tokens"] = osl
         else:
             body["prompt"] = rng.choice(pool, isl).tolist()

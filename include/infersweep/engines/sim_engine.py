@@ -72,6 +72,13 @@ def _recipe_tp(argv: Sequence[str]) -> str:
     return "1"
 
 
+
+class SimConfigError(EngineError):
+    """The sweep asks the simulator for something it cannot simulate (a model without a profile)."""
+
+    kind = "config_error"
+    transient = False
+
 class SimulatedEngine(ProcessEngine):
     """Run recipes on the simulator. Results carry engine version `sim-<version>` from `/version`."""
 
@@ -119,9 +126,11 @@ class SimulatedEngine(ProcessEngine):
 
     def command(self, recipe: Recipe, node: Node | None) -> list[str]:
         if self.model_profile is None and find_model_profile(recipe.model) is None:
-            raise EngineError(
-                f"the simulator has no model profile for {recipe.model!r}; pass model_profile= (one of: "
-                "`infersweep sim profiles`) or add a profile file to infersweep/engines/sim/profile_data/"
+            # A config problem, not a server failure: classified so it fails fast instead of being retried.
+            raise SimConfigError(
+                f"the simulator has no model profile for {recipe.model!r}; set `sim: {{model-profile: NAME}}` in "
+                "the sweep file (NAME from `infersweep sim profiles`) or add a profile file to "
+                "infersweep/engines/sim/profile_data/"
             )
         try:
             argv = recipe_to_sim_argv(recipe, model_profile=self.model_profile,

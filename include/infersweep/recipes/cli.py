@@ -174,7 +174,8 @@ def batch_record(sweep: Sweep, group: ServeGroup, *, port: int = 8888, hf_cache:
     except RecipeError as exc:
         return {**out, "argv": None, "env": None, "files": None, "error": str(exc)}
     return {**out, "argv": list(recipe.argv), "env": recipe.env, "files": recipe.files, "gpus": recipe.gpus,
-            "fingerprint": recipe.fingerprint(), "error": None}
+            "client": recipe.client.model_dump(mode="json", by_alias=True), "fingerprint": recipe.fingerprint(),
+            "error": None}
 
 
 def _print_all(sweep: Sweep, globs: tuple[str, ...], fmt: str, *, port: int, hf_cache: str | None) -> int:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import hashlib
-from typing import Any
+from typing import Any, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 #: Env vars that only say where things are on a node; they never change a result.
 _NODE_LOCAL_ENV = frozenset({"HF_HUB_CACHE", "HF_HOME"})
@@ -41,6 +41,44 @@ class Mount(BaseModel):
     read_only: bool = False
 
 
+class ClientSpec(BaseModel):
+    """How the benchmark client talks to this server: what InferenceX's script passes its client
+    (`run_benchmark_serving --backend … [--use-chat-template] [--dsv4]`), from `recipes/data/client.yaml`.
+
+    `openai-chat` posts messages to `/v1/chat/completions` and the server applies the chat template; the
+    others post to `/v1/completions`, with the prompt templated by the client when `use_chat_template`
+    (DeepSeek-V4's own framing when `dsv4`). It changes what the server computes, so it is part of the
+    recipe's fingerprint (unless it is the default).
+    """
+
+    # InferenceX's spelling (`use-chat-template`) in the rule table and the recipe's JSON; Python names work too.
+    model_config = ConfigDict(extra="forbid", frozen=True, alias_generator=lambda name: name.replace("_", "-"),
+                              populate_by_name=True, serialize_by_alias=True)
+
+    backend: Literal["vllm", "openai", "openai-chat"] = "vllm"
+    use_chat_template: bool = False
+    dsv4: bool = False
+
+    @model_validator(mode="after")
+    def _one_template(self) -> ClientSpec:
+        if self.dsv4 and not self.use_chat_template:
+            raise ValueError("client dsv4 needs use-chat-template (InferenceX's --dsv4 implies it)")
+        if self.backend == "openai-chat" and self.use_chat_template:
+            raise ValueError("client backend openai-chat lets the server template the messages; "
+                             "use-chat-template would template them twice")
+        return self
+
+    @property
+    def endpoint(self) -> str:
+        """The OpenAI route the client posts to."""
+        return "/v1/chat/completions" if self.backend == "openai-chat" else "/v1/completions"
+
+    def bench_options(self) -> dict[str, Any]:
+        """`BenchConfig` fields that reproduce this client: `chat` and `prompt_template`."""
+        template = "dsv4" if self.dsv4 else "tokenizer" if self.use_chat_template else "none"
+        return {"chat": self.backend == "openai-chat", "prompt_template": template}
+
+
 class Recipe(BaseModel):
     """Everything needed to start one server: image + argv + env + resources."""
 
@@ -65,6 +103,9 @@ class Recipe(BaseModel):
     files: dict[str, str] = Field(
         default_factory=dict,
         description=f"generated engine config files, name -> text, placed in {CONFIG_DIR} (part of the fingerprint)")
+    client: ClientSpec = Field(
+        default_factory=ClientSpec,
+        description="how the benchmark client talks to the server (endpoint, client-side chat template)")
 
     def fingerprint(self) -> str:
         """sha256 of what determines results: image, argv, env, GPUs, model.
@@ -81,6 +122,8 @@ class Recipe(BaseModel):
             del payload["files"]
         if self.framework == "vllm":
             del payload["framework"]
+        if self.client == ClientSpec():
+            del payload["client"]
         payload["argv"] = list(_without_port(self.argv))
         payload["env"] = {k: v for k, v in self.env.items() if k not in _NODE_LOCAL_ENV}
         return hashlib.sha256(orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)).hexdigest()

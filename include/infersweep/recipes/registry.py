@@ -47,6 +47,9 @@ def builder_for(framework: str) -> RecipeBuilder:
 
 def build_recipe(group: ServeGroup, quirks: ModelQuirks | None, *, port: int = 8888, hf_cache: str | None = None,
                  served_model_name: str | None = None) -> Recipe:
-    """The serve recipe of `group`, by its framework's builder."""
-    return builder_for(group.framework)(group, quirks, port=port, hf_cache=hf_cache,
-                                        served_model_name=served_model_name)
+    """The serve recipe of `group`, by its framework's builder, with the client InferenceX's script uses."""
+    from infersweep.recipes.client import client_for
+
+    recipe = builder_for(group.framework)(group, quirks, port=port, hf_cache=hf_cache,
+                                          served_model_name=served_model_name)
+    return recipe.model_copy(update={"client": client_for(group)})

@@ -38,6 +38,8 @@ def bench_config(served: ServedGroup, conc: int, *, warmup_only: bool = False) -
         num_prompts=conc * (bench.warmups_per_conc if warmup_only else bench.prompts_per_conc),
         warmups=0 if warmup_only else conc * bench.warmups_per_conc,
         random_range_ratio=bench.random_range_ratio, gpus=group.gpus,
+        # The endpoint and client-side chat template InferenceX's script uses for this key (recipes/data/client.yaml).
+        **recipe.client.bench_options(),
         metadata={"config_key": group.config_key, "serve_group": group.id, "image": served.image,
                   "recipe_fingerprint": served.fingerprint, "engine": served.engine},
     )

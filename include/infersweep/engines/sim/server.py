@@ -228,6 +228,7 @@ class SimServer:
     def _deliver_merged(self, steps: list[StepOutput]) -> None:
         """Write several steps' tokens with one event per stream (the sim is behind schedule)."""
         touched: dict[int, SimRequest] = {}
+        interval = self.cfg.stream_interval
         for step in steps:
             for req, i in zip(step.emitted, step.emitted_index, strict=True):
                 st: Stream = req.payload
@@ -236,8 +237,13 @@ class SimServer:
                 elif not st.failed:
                     st.pending.append(i)
                     touched[req.rid] = req
+                    # With --stream-interval N the server's event boundaries are token counts (1, 1+N, …), not
+                    # steps: a late step still closes a group at its boundary, so the event count stays exact.
+                    if interval > 1 and (len(st.pending) >= interval or i == 0):
+                        self._flush(req)
         for req in touched.values():
-            self._flush(req)
+            if req.payload.pending:
+                self._flush(req)
 
     def _flush(self, req: SimRequest) -> None:
         """Write a stream's pending tokens as one event, honouring --stream-interval."""
