@@ -3,6 +3,8 @@
 - A FastAPI app mounted at `/infersweep` on the API server (see `infersweep.report.web` for routes).
 - A top-level navigation entry "Sweep reports" (Browse menu), opening `/infersweep/` in the UI's frame.
 - A "Pareto report" tab on every DAG page, opening `/infersweep/?dag_id=<that DAG>`.
+- "Sweep history" (Browse menu: the config keys, each linking to its history) and a "Sweep history" tab on
+  every DAG page (`/infersweep/history?config_key=<that DAG>`: its frontier across runs and images).
 
 The sweep DAGs' docs link to `/infersweep/?dag_id=<config key>`. Every route requires an Airflow login
 (set INFERSWEEP_PLUGIN_AUTH=0 only for a UI without auth, e.g. a local demo).
@@ -26,7 +28,22 @@ class InfersweepPlugin(AirflowPlugin):
     ]
     # hrefs are relative (no leading slash): the UI resolves them against its <base href>, so they keep
     # working when Airflow is served under a sub-path. `{DAG_ID}` is filled in by the UI on DAG pages.
+    # History entries first, so a lookup by destination (last one wins, as in tests/plugins) still finds the
+    # report entries.
     external_views = [  # noqa: RUF012
+        {
+            "name": "Sweep history",
+            "href": "infersweep/history",
+            "url_route": "infersweep-history",
+            "destination": "nav",
+            "category": "browse",
+        },
+        {
+            "name": "Sweep history",
+            "href": "infersweep/history?config_key={DAG_ID}",
+            "url_route": "infersweep-dag-history",
+            "destination": "dag",
+        },
         {
             "name": "Sweep reports",
             "href": "infersweep/",

@@ -17,6 +17,7 @@ from infersweep.plan import cli as plan_cli
 from infersweep.recipes import cli as recipes_cli
 from infersweep.report import cli as report_cli
 from infersweep.store import cli as store_cli
+from infersweep.store import status_cli
 
 app = typer.Typer(
     name="infersweep",
@@ -35,7 +36,8 @@ def version() -> None:
     typer.echo(__version__)
 
 
-for _module in (plan_cli, recipes_cli, engines_cli, bench_cli, evals_cli, store_cli, report_cli, airflow_cli):
+for _module in (plan_cli, recipes_cli, engines_cli, bench_cli, evals_cli, store_cli, status_cli, report_cli,
+                airflow_cli):
     _module.register(app)
 
 

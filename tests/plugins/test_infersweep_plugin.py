@@ -86,6 +86,22 @@ def test_dag_and_run_selection(client):
     assert client.get("/", params={"dag_id": "cfg", "run_id": "nope"}).status_code == 404
 
 
+def test_page_cache_is_keyed_by_the_selection(sqlite_url):
+    """One DAG in the store: "/" and "/?dag_id=cfg" pick the same run, yet each keeps its own title (the
+    DAG page's "Pareto report" tab must not get the "all sweeps" page built first)."""
+    engine = store_engine(sqlite_url)
+    seed(engine, [pt(8, run="r1")])
+    with TestClient(create_app(db_url=sqlite_url, auth=False)) as c:
+        everything = c.get("/").text
+        one_dag = c.get("/", params={"dag_id": "cfg"}).text
+        one_run = c.get("/", params={"dag_id": "cfg", "run_id": "r1"}).text
+        assert c.get("/").text == everything  # still cached per selection and data version
+    engine.dispose()
+    assert "infersweep: all sweeps" in everything and "newest run of each sweep DAG" in everything
+    assert "infersweep: cfg" in one_dag and "newest run of cfg" in one_dag and "all sweeps" not in one_dag
+    assert "Source: cfg/r1." in one_run and "newest run" not in one_run
+
+
 def test_run_summary_json_and_page(client):
     data = client.get("/api/summary").json()
     by_run = {(s["dag_id"], s["run_id"]): s for s in data}

@@ -75,7 +75,8 @@ def test_a_missing_clip_element_is_a_clear_error(tmp_path):
 def test_a_page_stuck_in_a_script_times_out(tmp_path):
     page = tmp_path / "hang.html"
     page.write_text("<html><body><script>while (true) {}</script></body></html>")
-    with pytest.raises(BrowserError, match="did not finish loading in 3 s"):
+    # On a loaded machine the 3 s may already be gone while Chromium starts; either way a clear error, no hang.
+    with pytest.raises(BrowserError, match=r"did not finish loading in 3 s|the 3 s rendering deadline passed"):
         render_page(page, timeout=3)
 
 

@@ -3,7 +3,7 @@
 Airflow reads its configuration from the environment at import time, so the demo prepares an isolated
 AIRFLOW_HOME and environment first and then runs the Airflow part in a child interpreter
 (`python -m infersweep.airflow.demo`), which migrates the SQLite metadata DB and runs `dag.test()` for
-every DAG of the demo sweep.
+every DAG of the demo sweep, printing a line per serve group as it moves (`infersweep.airflow.progress`).
 """
 
 from __future__ import annotations
@@ -64,11 +64,17 @@ def run_demo(*, configs: list[Path], work_dir: Path, engine: str | None = None, 
     return code
 
 
+def _say(line: str) -> None:
+    print(line, flush=True)
+
+
 def _child() -> int:
     """Inside the prepared environment: dag.test() every sweep DAG, then print the summary."""
     from infersweep.airflow import steps
     from infersweep.airflow.dagfiles import load_dagbag
+    from infersweep.airflow.progress import ProgressPrinter, quiet_unrunnable_warnings
     from infersweep.airflow.report_dag import REPORT_DAG_ID
+    from infersweep.store.readonly import open_readonly
 
     conf = json.loads(os.environ.get("INFERSWEEP_DEMO_CONF", "{}"))
     bag = load_dagbag(os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
@@ -82,7 +88,9 @@ def _child() -> int:
         if dag_id == REPORT_DAG_ID:
             continue
         print(f"demo: running {dag_id} ...", flush=True)
-        dr = dag.test(run_conf=conf)
+        # Progress is read back from the results store, read-only, as `infersweep status` reads it.
+        with quiet_unrunnable_warnings(), ProgressPrinter(dag_id, engine=open_readonly, write=_say):
+            dr = dag.test(run_conf=conf)
         run_ids.append(dr.run_id)
         state = str(dr.state)
         print(f"demo: {dag_id} {dr.run_id}: {state}")

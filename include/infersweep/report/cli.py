@@ -2,10 +2,12 @@
 
 `infersweep report [--db URL] [--run RUN_ID ...] [--results-dir DIR] --out report.html`
 `infersweep report compare --base RUN_OR_IMAGE --head RUN_OR_IMAGE [--out FILE] [--fail-on-regression]`
+`infersweep report history --config-key K [--since DATE] [--format text|json|html] [--out FILE]`
 """
 
 from __future__ import annotations
 
+from enum import StrEnum
 from pathlib import Path
 
 import typer
@@ -134,6 +136,66 @@ def compare_command(
         write_atomic(json_out, orjson.dumps(result.to_dict(), option=orjson.OPT_INDENT_2).decode())
     if fail_on_regression and result.exit_code:
         raise typer.Exit(result.exit_code)
+
+
+class HistoryFormat(StrEnum):
+    """Output of `infersweep report history`."""
+
+    text = "text"
+    json = "json"
+    html = "html"
+
+
+@report_app.command("history")
+def history_command(
+    config_key: str = typer.Option(..., "--config-key", help="The sweep's config key (its DAG id)."),
+    since: str | None = typer.Option(None, "--since", help="Only runs whose logical date is on or after DATE "
+                                     "(YYYY-MM-DD or ISO 8601; UTC when no zone is given)."),
+    db: str | None = typer.Option(None, "--db", help="Results DB URL (see `infersweep report --help`)."),
+    fmt: HistoryFormat = typer.Option(HistoryFormat.text, "--format", help="text table, JSON, or an HTML page "
+                                      "with charts (plotly inlined)."),
+    out: Path | None = typer.Option(None, "--out", help="Write here instead of stdout (html: default history.html)."),
+    level: list[float] | None = typer.Option(None, "--level", help="Interactivity level in tok/s/user (repeatable; "
+                                             "default: three levels most runs' frontiers reach)."),
+    noise_floor: float = typer.Option(0.05, "--noise-floor", min=0.0, max=1.0,
+                                      help="Smallest noise band, as a fraction (0.05 = 5 %)."),
+    noise_k: float = typer.Option(3.0, "--noise-k", min=0.1, help="Band = max(floor, k × relative sigma)."),
+) -> None:
+    """How a config key's frontier and its throughput/GPU at fixed interactivity levels moved across runs, per
+    serve topology, each run labelled by image and date; regressions beyond the gate's noise band are marked."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from infersweep.report.history import build_history, history_text, load_history_input, parse_since
+    from infersweep.report.history_html import render_history
+    from infersweep.report.service import write_atomic
+    from infersweep.store.db import StoreConfigError, get_engine
+
+    try:
+        since_dt = parse_since(since) if since else None
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
+    db_url = _read_url(db)
+    try:
+        points, runs = load_history_input(get_engine(db_url), config_key, since=since_dt)
+    except StoreConfigError as exc:
+        raise _fail(str(exc)) from None
+    except SQLAlchemyError as exc:
+        raise _fail(_store_error(db, exc)) from None
+    if not runs:
+        raise _fail(f"no results for config key {config_key!r}" + (f" since {since}" if since else "")
+                    + " in the results store (is --config-key the sweep's DAG id, and --db the right store?)")
+    history = build_history(points, config_key=config_key, runs=runs, levels=level or None, since=since_dt,
+                            floor=noise_floor, k=noise_k)
+    if fmt is HistoryFormat.html:
+        path = write_atomic(out or Path("history.html"), render_history(history))
+        typer.echo(f"{len(history.regressions())} regression(s); history: {path.resolve()}")
+        return
+    text = history.model_dump_json(indent=2) if fmt is HistoryFormat.json else history_text(history)
+    if out is None:
+        typer.echo(text)
+    else:
+        written = write_atomic(out, text + "\n")
+        typer.echo(f"history: {written.resolve()}")
 
 
 def register(app: typer.Typer) -> None:

@@ -160,7 +160,9 @@ def create_app(*, db_url: str | None = None, auth: bool | None = None) -> FastAP
         else:
             refs = latest_runs(engine, [dag_id] if dag_id else ())
         refs = [r for r in refs if access.can_read(r.dag_id)]
-        key = ("report", tuple(r.pk for r in refs), data_version(engine, refs), plotly_url(request))
+        # The selection is part of the key: with one DAG in the store, "/" and "/?dag_id=K" pick the same
+        # runs but title them differently ("all sweeps" vs K), so one must not be served for the other.
+        key = ("report", dag_id, run_id, tuple(r.pk for r in refs), data_version(engine, refs), plotly_url(request))
         scope = ", ".join(r.label for r in refs) if run_id else (f"newest run of {dag_id}" if dag_id else
                                                                     "newest run of each sweep DAG")
         body = pages.get_or_build(key, lambda: render_report(
@@ -210,4 +212,6 @@ def create_app(*, db_url: str | None = None, auth: bool | None = None) -> FastAP
             raise HTTPException(status_code=403, detail="the comparison includes DAGs you may not read")
         return HTMLResponse(render_compare(comparison, result, plotly_js=plotly_url(request)))
 
+    from infersweep.report.history_web import register_history_routes  # /history and /api/history
+    register_history_routes(app, db_url=db_url)
     return app

@@ -19,7 +19,7 @@ UrlOpt = Annotated[
 
 
 @contextmanager
-def _reading(url: str | None) -> Iterator[Engine]:
+def reading(url: str | None, *, command: str = "infersweep db", option: str = "--url") -> Iterator[Engine]:
     """A read-only engine for a command that only reads: a missing SQLite store is reported (path and how to
     create it) instead of created, and a store the query cannot read is one line, not a traceback."""
     from sqlalchemy.exc import SQLAlchemyError
@@ -28,13 +28,13 @@ def _reading(url: str | None) -> Iterator[Engine]:
     from infersweep.store.readonly import open_readonly, resolve_read_url
 
     try:
-        yield open_readonly(url, option="--url")
+        yield open_readonly(url, option=option)
     except StoreConfigError as exc:
-        typer.echo(f"infersweep db: {exc}", err=True)
+        typer.echo(f"{command}: {exc}", err=True)
         raise typer.Exit(2) from None
     except SQLAlchemyError as exc:
         detail = str(getattr(exc, "orig", None) or exc).splitlines()[0]
-        typer.echo(f"infersweep db: cannot read the results store {mask_url(resolve_read_url(url))}: {detail} "
+        typer.echo(f"{command}: cannot read the results store {mask_url(resolve_read_url(url))}: {detail} "
                    "(is the URL right, and has `infersweep db upgrade` created the schema?)", err=True)
         raise typer.Exit(2) from None
 
@@ -62,7 +62,7 @@ def register(app: typer.Typer) -> None:
         from infersweep.store.migrate import current_revision, head_revision
         from infersweep.store.readonly import resolve_read_url
 
-        with _reading(url) as engine:
+        with reading(url) as engine:
             rev = current_revision(engine)
         typer.echo(f"{mask_url(resolve_read_url(url))}: revision {rev} (head {head_revision()})")
 
@@ -72,7 +72,7 @@ def register(app: typer.Typer) -> None:
         """Run summaries ("53/55 green") and their failure classes."""
         from infersweep.store.views import failure_breakdown, run_summary
 
-        with _reading(url) as engine:
+        with reading(url) as engine:
             rows = run_summary(engine, dag_id=dag_id, run_id=run_id, limit=limit)
             breakdowns = [failure_breakdown(engine, dag_id=r["dag_id"], run_id=r["run_id"]) for r in rows]
         if not rows:
@@ -103,7 +103,7 @@ def register(app: typer.Typer) -> None:
         from infersweep.store.leases import active_leases, lease_history
         from infersweep.store.models import NodeRow
 
-        with _reading(url) as engine:
+        with reading(url) as engine:
             with engine.connect() as conn:
                 nodes = conn.execute(select(NodeRow.name, NodeRow.runner, NodeRow.enabled)
                                      .order_by(NodeRow.name)).all()
