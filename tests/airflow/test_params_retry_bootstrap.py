@@ -31,6 +31,8 @@ def test_defaults_validate() -> None:
     ("key", "value"),
     [
         ("tp", [3]),  # not a TP the config has
+        ("tp", ["3"]),  # nor as the form's string
+        ("tp", ["eight"]),
         ("concs", [5]),
         ("seq_lens", ["1k8k"]),
         ("engine", "trt"),
@@ -51,6 +53,31 @@ def test_good_overrides_pass() -> None:
     params = _params()
     params.update({"tp": [8], "concs": [4, 16], "image": "vllm/vllm-openai:v0.11.0", "dp_attn": "true"})
     assert params.validate()["concs"] == [4, 16]
+
+
+def test_form_shape_follows_airflows_trigger_form() -> None:
+    """Airflow 3.3's form: an array with top-level `examples` is a multi-select, a scalar with `enum` a
+    select, a type without null is required. Descriptions are plain text (no Python reprs)."""
+    params = build_params(seq_lens={"1k1k", "8k1k"}, tps={4, 8}, eps={1, 8}, concs={4, 8, 16}, default_engine="sim",
+                          eval_enabled=True)
+    schemas = {k: p.schema for k, p in params.items()}
+    for key, allowed in (("seq_lens", ["1k1k", "8k1k"]), ("tp", [4, 8]), ("ep", [1, 8]), ("concs", [4, 8, 16])):
+        assert schemas[key]["type"] == ["array", "null"] and schemas[key]["examples"] == allowed, key
+        assert params[key].description.endswith("Allowed: " + ", ".join(map(str, allowed)) + "."), key
+    for key, options in (("engine", ["sim", "vllm-docker", "vllm-process"]), ("dp_attn", ["any", "true", "false"])):
+        assert schemas[key]["type"] == "string" and schemas[key]["enum"] == options
+    assert all(p.description and "[" not in p.description for p in params.values())
+
+
+def test_form_choices_arrive_as_strings_and_steps_read_ints() -> None:
+    from infersweep.airflow.params import param_values
+
+    params = _params()
+    # What the form's multi-selects send: chosen integers as strings, a cleared selection as null.
+    params.update({"tp": ["8"], "concs": ["16", "4"], "seq_lens": None, "ep": None})
+    values = param_values(params.validate())
+    assert (values["tp"], values["concs"], values["seq_lens"], values["ep"]) == ([8], [16, 4], [], [])
+    assert param_values({"tp": [8, "8"], "engine": "sim"}) == {"tp": [8], "engine": "sim"}
 
 
 def test_advanced_conf_is_validated_before_anything_starts() -> None:

@@ -49,7 +49,7 @@ def test_bad_trigger_and_bad_config_start_nothing_under_dag_test(tmp_path: Path)
 
     # 1. A bad form param is refused before a run exists (the REST API answers 400 with this text).
     assert result["form"]["state"] is None
-    assert "Invalid input for param tp: 3 is not one of [1]" in result["form"]["error"]
+    assert "Invalid input for param tp: 3 is not one of [1, '1']" in result["form"]["error"]
     # 2./3. A bad run-conf key, and a config that broke after parsing: the plan fails, nothing downstream runs.
     for scenario in ("advanced", "config"):
         run = result[scenario]

@@ -1,7 +1,12 @@
 """Trigger params for a sweep DAG, as JSON schema so the UI form is usable and the REST API answers 400.
 
-Enums are filled from the config entry at parse time (its seq-lens, TP/EP values and concurrencies), so a
-trigger asking for a topology the config does not have is rejected by Airflow before a run exists.
+Allowed values are filled from the config entry at parse time (its seq-lens, TP/EP values and concurrencies),
+so a trigger asking for a topology the config does not have is rejected by Airflow before a run exists.
+
+The schema is shaped for Airflow 3.3's trigger form (`FlexibleForm/FieldSelector`): an array with top-level
+`examples` is a multi-select offering exactly those values, a scalar with `enum` is a select, and a type
+without `null` is required (the form flags it and disables Trigger when emptied). The form does not check
+`pattern`, `minLength` or `minimum`; the API does, before a run exists.
 """
 
 from __future__ import annotations
@@ -24,15 +29,31 @@ def _param(default: Any, **schema: Any) -> Param:
     return Param(default, **schema)
 
 
+#: List params of integers. The form's multi-select sends its choices as strings (`value: String(option)`
+#: in Airflow's `FieldMultiSelect`), so their items also accept the decimal string of an allowed value and
+#: `param_values` turns them back into ints before any step reads them.
+INT_LIST_PARAMS = ("tp", "ep", "concs", "pp", "dcp_size", "pcp_size")
+LIST_PARAMS = ("seq_lens", *INT_LIST_PARAMS)
+
+
+def _choices(allowed: list[Any], items: dict[str, Any], description: str) -> Param:
+    """A list of allowed values: a multi-select on the form, `[]` or null (what the form sends once the
+    choices are cleared) means all."""
+    schema: dict[str, Any] = {"type": ["array", "null"], "items": items, "uniqueItems": True}
+    if allowed:
+        schema["examples"] = allowed  # top-level examples: what makes Airflow's form pick a multi-select
+        description += " Allowed: " + ", ".join(map(str, allowed)) + "."
+    return _param([], description=description, **schema)
+
+
 def _int_array(values: Iterable[int], description: str) -> Param:
     allowed = sorted(set(values))
-    return _param(
-        [],
-        type="array",
-        items={"type": "integer", "enum": allowed} if allowed else {"type": "integer", "minimum": 1},
-        uniqueItems=True,
-        description=f"{description} Empty = all. Allowed: {allowed}",
+    items: dict[str, Any] = (
+        {"type": ["integer", "string"], "enum": [*allowed, *map(str, allowed)]} if allowed
+        # No config values (the key list of `_form_keys`): any size >= 1, as an int or its decimal string.
+        else {"type": ["integer", "string"], "minimum": 1, "pattern": "^[1-9][0-9]*$"}
     )
+    return _choices(allowed, items, f"{description} None selected = all.")
 
 
 def build_params(
@@ -62,10 +83,9 @@ def build_params(
         if set(values) - {1}
     }
     return {
-        "seq_lens": _param(
-            [], type="array", items={"type": "string", "enum": seq} if seq else {"type": "string"},
-            uniqueItems=True,
-            description=f"Sequence-length scenarios to run. Empty = all. Allowed: {seq}",
+        "seq_lens": _choices(
+            seq, {"type": "string", "enum": seq} if seq else {"type": "string"},
+            "Sequence-length scenarios to run. None selected = all.",
         ),
         "tp": _int_array(tps, "Only serve groups with these tensor-parallel sizes."),
         "ep": _int_array(eps, "Only serve groups with these expert-parallel sizes."),
@@ -145,5 +165,14 @@ def _form_keys() -> tuple[str, ...]:
 
 
 def param_values(params: dict[str, Any]) -> dict[str, Any]:
-    """Plain values from a task context's params (ParamsDict or dict)."""
-    return {k: (v.value if isinstance(v, Param) else v) for k, v in dict(params).items()}
+    """Plain values from a task context's params (ParamsDict or dict), list params normalised: null (a
+    cleared multi-select) is `[]`, and integers chosen on the form (sent as strings) are ints again."""
+    values = {k: (v.value if isinstance(v, Param) else v) for k, v in dict(params).items()}
+    for key in LIST_PARAMS:
+        if key in values and values[key] is None:
+            values[key] = []
+    for key in INT_LIST_PARAMS:
+        if isinstance(values.get(key), list | tuple):
+            # Already validated by Airflow against the schema: each item is an int or its decimal string.
+            values[key] = list(dict.fromkeys(int(v) for v in values[key]))
+    return values
