@@ -49,7 +49,10 @@ def test_sweep_dags_have_the_serve_group_chain(dagbag) -> None:
         assert {"seq_lens", "tp", "ep", "concs", "image", "engine", "force", "reuse_run_id", "eval",
                 "dry_run"} <= set(dag.params)
         # Mapped chain, not unrolled: a fixed, small task count whatever the number of serve groups.
-        assert len(dag.task_dict) == 8, sorted(dag.task_dict)
+        assert len(dag.task_dict) == 9, sorted(dag.task_dict)
+        # The verdict follows finalize and is the leaf that decides the run's state (issue 18).
+        assert dag.task_dict["verdict"].upstream_task_ids == {"finalize"}
+        assert [t.task_id for t in dag.leaves if not t.is_teardown] == ["verdict"]
         assert dag.task_dict["serve_group.benchmark"].retry_policy is not None
 
 
@@ -58,3 +61,4 @@ def test_report_dag_is_scheduled_on_the_results_asset(dagbag) -> None:
 
     report = dagbag.dags[REPORT_DAG_ID]
     assert "infersweep://results" in str(report.timetable.asset_condition)
+    assert report.is_paused_upon_creation is False

@@ -1,9 +1,13 @@
 """The real thing: Airflow's api-server, scheduler, dag-processor and triggerer (LocalExecutor) on the
 machine's Postgres. Trigger over REST v2 with params (token auth), a bad trigger answers 400, a backfill
-of three dates benchmarks three images, and results land in the Postgres results DB with their report."""
+of three dates benchmarks three images, and results land in the Postgres results DB with their report.
+The first (scheduled) run meets an injected KV-cache OOM: its verdict fails the run under the real scheduler,
+with the reasons in the DAG run's note (written through the REST API connection), and the report DAG, created
+unpaused, runs on the results asset by itself."""
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import sys
@@ -58,24 +62,42 @@ def test_rest_trigger_backfill_and_results_on_postgres(tmp_path: Path) -> None:
         pytest.skip("PostgreSQL not reachable at 127.0.0.1:5432")
     sweep = tmp_path / "sweep.yaml"
     sweep.write_text(SWEEP)
-    with airflow_stack(tmp_path, configs=str(sweep)) as stack, stack.client() as client:
+    # The first simulated server of the stack exits at start with vLLM's KV-cache OOM (once: later ones are fine).
+    faults = {"*": ["--fail-at-start", "kv-oom", "--fault-once", str(tmp_path / "kv-oom-fired")]}
+    with airflow_stack(tmp_path, configs=str(sweep), extra_env={"INFERSWEEP_SIM_FAULTS": json.dumps(faults)}) as stack, \
+            stack.client() as client:
         _wait_dag(client)
+        # The verdict writes the run note through the public REST API; workers read this connection from the
+        # metadata DB through the execution API.
+        password = json.loads((stack.home / "simple_auth_manager_passwords.json.generated").read_text())["admin"]
+        added = subprocess.run(
+            [str(Path(sys.executable).parent / "airflow"), "connections", "add", "infersweep_airflow_api",
+             "--conn-json", json.dumps({"conn_type": "http", "host": stack.base_url, "login": "admin",
+                                        "password": password})],
+            env=stack.env, capture_output=True, text=True, timeout=120)
+        assert added.returncode == 0, added.stdout + added.stderr
         # Unauthenticated calls are refused: auth is on.
         assert httpx.get(f"{stack.base_url}/api/v2/dags", timeout=10).status_code == 401
         # Bad params fail the trigger with the message (400), before any run exists.
         runs_before = client.get(f"/dags/{KEY}/dagRuns").json()["total_entries"]
         bad = client.post(f"/dags/{KEY}/dagRuns", json={"logical_date": None, "conf": {"tp": [3]}})
         assert bad.status_code == 400, bad.text
-        assert "Invalid input for param tp: 3 is not one of [1]" in bad.json()["detail"], bad.text
+        # The form's multi-select sends "1" for 1, so the enum lists both spellings.
+        assert "Invalid input for param tp: 3 is not one of [1, '1']" in bad.json()["detail"], bad.text
         untagged = client.post(f"/dags/{KEY}/dagRuns", json={"logical_date": None, "conf": {"image": "vllm/vllm-openai"}})
         assert untagged.status_code == 400 and "Invalid input for param image" in untagged.json()["detail"]
         assert client.get(f"/dags/{KEY}/dagRuns").json()["total_entries"] == runs_before  # no run was created
         # Unpausing a catchup=False cron DAG creates its latest scheduled run; let it finish first
-        # (max_active_runs=1).
+        # (max_active_runs=1). Its server dies of the injected OOM: the verdict fails the run, with the reasons.
         assert client.patch(f"/dags/{KEY}", json={"is_paused": False}).status_code == 200
         time.sleep(5)
-        for run in client.get(f"/dags/{KEY}/dagRuns").json()["dag_runs"]:
-            assert _wait_run(client, run["dag_run_id"]) == "success", stack.logs()
+        [scheduled] = client.get(f"/dags/{KEY}/dagRuns").json()["dag_runs"]
+        assert _wait_run(client, scheduled["dag_run_id"]) == "failed", stack.logs()
+        run = client.get(f"/dags/{KEY}/dagRuns/{scheduled['dag_run_id']}").json()
+        assert run["note"] == "infersweep verdict: FAILED\n2 of 2 points failed: kv_cache_oom×2\n0/2 points green", run
+        tis = {t["task_id"]: t["state"] for t in client.get(
+            f"/dags/{KEY}/dagRuns/{scheduled['dag_run_id']}/taskInstances").json()["task_instances"]}
+        assert tis["finalize"] == "success" and tis["verdict"] == "failed", tis
         r = client.post(f"/dags/{KEY}/dagRuns",
                         json={"dag_run_id": "rest_1", "logical_date": None, "conf": {"concs": [2], "force": True}})
         assert r.status_code == 200, r.text
@@ -103,6 +125,9 @@ def test_rest_trigger_backfill_and_results_on_postgres(tmp_path: Path) -> None:
                 "JOIN runs r ON r.id = b.run_pk")).all()
         by_run = {}
         for run_id, kind, image, conc, status in rows:
+            if run_id == scheduled["dag_run_id"]:  # the OOM run: its points are stored as failed, by class
+                assert status == "failed"
+                continue
             assert status == "ok"
             by_run.setdefault(run_id, (kind, image, set()))[2].add(conc)
         assert by_run["rest_1"][2] == {2} and by_run["rest_1"][0] == "manual"
@@ -111,3 +136,7 @@ def test_rest_trigger_backfill_and_results_on_postgres(tmp_path: Path) -> None:
         reports = list((tmp_path / "work" / "reports").rglob("rest_1.html"))
         assert reports and reports[0].stat().st_size > 10_000
         engine.dispose()
+        # The report DAG was created unpaused, so the sweeps' results assets started report runs on their own.
+        report_dag = client.get("/dags/infersweep_report").json()
+        assert report_dag["is_paused"] is False, report_dag
+        assert client.get("/dags/infersweep_report/dagRuns").json()["total_entries"] >= 1, stack.logs()

@@ -11,6 +11,7 @@ import json
 
 from pydantic import BaseModel, ConfigDict
 
+from infersweep.config.settings import NotifySettings
 from infersweep.config.sweep import Sweep
 from infersweep.plan.models import Job, seq_len_name
 from infersweep.plan.planner import PlanFilters, expand
@@ -42,6 +43,8 @@ class DagSpec(BaseModel):
     doc_md: str
     #: "file:line" of the config key's entry (names the first definition when two sources clash).
     defined_at: str | None = None
+    #: The sweep file's `notify:` block (connection ids and recipients only, no secrets); None = no alerts.
+    notify: NotifySettings | None = None
 
 
 def _doc_md(key: str, sweep: Sweep, n_points: int, n_agentic: int = 0) -> str:
@@ -97,5 +100,6 @@ def dag_specs(sweep: Sweep) -> list[DagSpec]:
             tags=tuple(sorted({entry.model_prefix, entry.runner, entry.framework, entry.precision})),
             doc_md=_doc_md(key, sweep, len(jobs), agentic[key]),
             defined_at="{}:{}".format(*sweep.sources[key]) if key in sweep.sources else None,
+            notify=settings.notify,
         ))
     return specs

@@ -18,6 +18,7 @@ from airflow.sdk.definitions.param import ParamsDict
 from infersweep.airflow import tasks
 from infersweep.airflow.bootstrap import pool_name
 from infersweep.airflow.dagspec import DagSpec, dag_specs
+from infersweep.airflow.notify import InfersweepNotifier
 from infersweep.airflow.params import build_params
 from infersweep.airflow.payloads import WorkItem
 from infersweep.airflow.retry import FailureClassRetryPolicy
@@ -44,6 +45,8 @@ def build_sweep_dag(spec: DagSpec, settings: AirflowSettings, *, source: str | P
         # soak (perf/soak.py).
         "weight_rule": "upstream",
     }
+    # Alerts on a failed run, when the sweep file asks for them (`notify:`); default off, no callback at all.
+    notify = spec.notify if spec.notify is not None and spec.notify.wants("failure") else None
     with DAG(
         dag_id=key,
         schedule=spec.schedule,  # None: manual/REST triggers only
@@ -54,6 +57,7 @@ def build_sweep_dag(spec: DagSpec, settings: AirflowSettings, *, source: str | P
         tags=list(spec.tags),
         doc_md=spec.doc_md,
         render_template_as_native_obj=True,
+        on_failure_callback=InfersweepNotifier(notify=notify) if notify is not None else None,
     ) as dag:
 
         @task_group(group_id="serve_group")
@@ -69,7 +73,9 @@ def build_sweep_dag(spec: DagSpec, settings: AirflowSettings, *, source: str | P
 
         planned = tasks.plan(key, str(source) if source is not None else None)
         chains = serve_group.expand(work=planned)
-        chains >> tasks.finalize(key)
+        # finalize always runs (ALL_DONE) and emits the results asset; the verdict after it decides the run's state.
+        chains >> tasks.finalize(key) >> tasks.verdict(
+            spec.notify.model_dump(mode="json") if spec.notify is not None else None)
     # The trigger params are set once the tasks exist: Airflow deep-copies a DAG's params into every operator
     # it creates (4 copies each), which was most of the parse time at fleet size. Tasks need no copy: at run
     # time the params are merged from the DAG, the task and the run conf, and the form and REST validation

@@ -114,11 +114,54 @@ class RunOutcome(_Payload):
     report: str | None = None
 
 
+class RunVerdict(_Payload):
+    """The `verdict` task's judgement of a sweep run (`airflow.verdict.run_verdict`): whether every planned
+    point and eval was measured and green, and if not, why, counted by failure class."""
+
+    dag_id: str
+    run_id: str
+    config_key: str | None = None
+    images: tuple[str, ...] = ()
+    dry_run: bool = False
+    points_planned: int = 0
+    points_ok: int = Field(default=0, description="green points, reused ones included")
+    points_reused: int = Field(default=0, description="green points copied from an earlier run (not failures)")
+    points_failed: int = 0
+    points_not_measured: int = Field(default=0, description="planned points without any stored row")
+    failed_by_class: dict[str, int] = Field(default_factory=dict, description="failed points per failure class")
+    not_measured: tuple[str, ...] = Field(default=(), description="which groups left points unmeasured, and why")
+    eval_failures: tuple[str, ...] = Field(default=(), description="evals below threshold, failed or missing")
+    stuck_nodes: tuple[str, ...] = Field(default=(), description="leases of this run that expired unreleased")
+    reasons: tuple[str, ...] = Field(default=(), description="why the run failed; empty when it passed")
+    note: str = Field(description="the DAG run note: one line per reason, or the green summary")
+
+    @property
+    def failed(self) -> bool:
+        """Whether the run must end failed."""
+        return bool(self.reasons)
+
+
 class SweepRunRef(_Payload):
     """A finished sweep run, as its results asset event names it."""
 
     dag_id: str
     run_id: str
+
+
+class Regression(_Payload):
+    """One regressed point of the gate: how much it dropped and the noise band it was judged against."""
+
+    point: str = Field(description="topology, seq-len and conc")
+    metric: str = Field(description="the regressed metric, or `status` for a point that now fails")
+    change_pct: float | None = Field(default=None, description="relative change vs the baseline, in percent")
+    noise_pct: float | None = Field(default=None, description="the gate's noise band for it, in percent")
+
+    def describe(self) -> str:
+        """`tp1 4096/64 conc 4: tput_per_gpu -12.3% (noise band ±4.0%)`."""
+        if self.change_pct is None:
+            return f"{self.point}: {self.metric} now failing"
+        band = f" (noise band ±{self.noise_pct:.1f}%)" if self.noise_pct is not None else ""
+        return f"{self.point}: {self.metric} {self.change_pct:+.1f}%{band}"
 
 
 class RunReport(_Payload):
@@ -132,6 +175,7 @@ class RunReport(_Payload):
     gate: str | None = Field(default=None, description="the gate's one-line summary")
     regressions: int = 0
     regressed: bool = False
+    regressed_points: tuple[Regression, ...] = Field(default=(), description="each regression, size and band")
 
 
 class GateOutcome(_Payload):
@@ -146,7 +190,7 @@ def _allow_in_xcom() -> None:
         from airflow.sdk.serde import allow_class
     except ImportError:  # no Airflow (library use): nothing to register
         return
-    for cls in (WorkItem, ServedGroup, StepOutcome, DownloadReport, RunOutcome, GateOutcome):
+    for cls in (WorkItem, ServedGroup, StepOutcome, DownloadReport, RunOutcome, GateOutcome, RunVerdict):
         allow_class(cls)
 
 

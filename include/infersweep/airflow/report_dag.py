@@ -2,7 +2,7 @@
 
 It rebuilds the HTML report for the run that just finished and runs the regression gate against the
 previous image of the same sweep. A regression fails this DAG's run (not the sweep's), so the nightly
-view shows red where performance dropped.
+view shows red where performance dropped, and alerts when the sweep file's `notify:` asks for it.
 """
 
 from __future__ import annotations
@@ -39,6 +39,9 @@ def build_report_dag() -> DAG:
         start_date=START_DATE,
         catchup=False,
         max_active_runs=1,
+        # Every DAG is created paused by default; this one only reacts to the sweeps' results assets, so paused
+        # it would silently start no report runs until someone found and unpaused it.
+        is_paused_upon_creation=False,
         tags=["infersweep", "report"],
         doc_md="Builds the infersweep report and runs the regression gate after every sweep run.",
     ) as dag:

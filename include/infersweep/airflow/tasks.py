@@ -15,8 +15,17 @@ from infersweep.airflow import steps
 from infersweep.airflow.assets import RESULTS_ASSET
 from infersweep.airflow.context import RunContext
 from infersweep.airflow.params import param_values
-from infersweep.airflow.payloads import DownloadReport, RunOutcome, ServedGroup, StepOutcome, WorkItem
+from infersweep.airflow.payloads import (
+    DownloadReport,
+    RunOutcome,
+    RunVerdict,
+    ServedGroup,
+    StepOutcome,
+    WorkItem,
+)
 from infersweep.airflow.planning import plan_run
+from infersweep.airflow.steps.finalize import judge_run
+from infersweep.config.settings import NotifySettings
 
 
 def run_context() -> RunContext:
@@ -92,3 +101,13 @@ def finalize(config_key: str) -> RunOutcome:
     outcome = steps.finalize_run(config_key, rc)
     get_current_context()["outlet_events"][RESULTS_ASSET].extra = {"dag_id": rc.dag_id, "run_id": rc.run_id}
     return outcome
+
+
+# No retries: the verdict reads what the run stored, which a retry would read again unchanged.
+@task(retries=0)
+def verdict(notify: dict[str, Any] | None = None) -> RunVerdict:
+    """Fail the DAG run when a planned point failed or was never measured, or an eval missed its threshold;
+    the reasons, by failure class, go to this log and the run's note. Runs after `finalize`."""
+    dag_run = get_current_context()["dag_run"]
+    return judge_run(run_context(), triggering_user=getattr(dag_run, "triggering_user_name", None),
+                     notify=NotifySettings.model_validate(notify) if notify else None)

@@ -6,7 +6,16 @@ import re
 from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    model_validator,
+)
 
 from infersweep.config import names
 from infersweep.config.master import FieldProblem, at_most
@@ -96,6 +105,52 @@ class BenchSettings(_Strict):
     warmups_per_conc: Annotated[StrictInt, Field(ge=0), at_most(
         MAX_PROMPTS_PER_CONC, "the benchmark sends this many warm-ups per unit of concurrency (InferenceX: 2)")] = Field(
         default=2, alias="warmups-per-conc")
+
+
+#: What can raise an alert: a failed sweep run (its verdict), a regression found by the report DAG's gate, a node
+#: lease of the run that expired instead of being released (a node that never freed).
+NotifyEvent = Literal["failure", "regression", "stuck_node"]
+NOTIFY_EVENTS: tuple[str, ...] = ("failure", "regression", "stuck_node")
+
+
+class SmtpNotify(_Strict):
+    """E-mail through the SMTP server of an Airflow connection (host, port, login, password; extra
+    `{"starttls": true}` or `{"ssl": true}`). The password lives in the connection, never in the sweep file."""
+
+    conn_id: StrictStr = Field(default="infersweep_smtp", alias="conn-id", min_length=1)
+    to: tuple[StrictStr, ...] = Field(min_length=1, description="recipients")
+    sender: StrictStr | None = Field(default=None, alias="from",
+                                     description="From address; default: the connection's login, else infersweep@<host>")
+
+
+class WebhookNotify(_Strict):
+    """An HTTP POST of the alert as JSON to the URL of an Airflow connection (`host` holds the URL, or
+    schema/host/port/path); its password, when set, is sent as `Authorization: Bearer <password>`."""
+
+    conn_id: StrictStr = Field(default="infersweep_webhook", alias="conn-id", min_length=1)
+
+
+class NotifySettings(_Strict):
+    """Alerts of one sweep file (`notify:`), off by default. Secrets come only from the Airflow connections
+    named here, never from the YAML."""
+
+    on: tuple[NotifyEvent, ...] = Field(default=("failure", "regression"), description="events that alert")
+    smtp: SmtpNotify | None = None
+    webhook: WebhookNotify | None = None
+    timeout_s: Annotated[StrictFloat | StrictInt, Field(gt=0, le=300)] = Field(
+        default=10.0, alias="timeout-s", description="per SMTP session / HTTP request")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _yaml_on(cls, data: object) -> object:
+        # YAML 1.1 (PyYAML) reads a bare `on` key as the boolean true: take it back as the `on` field.
+        if isinstance(data, dict) and True in data and "on" not in data:
+            data = {("on" if k is True else k): v for k, v in data.items()}
+        return data
+
+    def wants(self, event: str) -> bool:
+        """Whether `event` alerts through at least one channel."""
+        return event in self.on and (self.smtp is not None or self.webhook is not None)
 
 
 _CRON_FIELD = re.compile(r"^[0-9*/,\-A-Za-z?LW#]+$")

@@ -18,6 +18,8 @@ InferenceX master file). Everything else is optional:
     quirks-files: [quirks.yaml]         # each: {<model-prefix or HF id>: <ModelQuirks>}; inline wins
     eval: {enabled, task: gsm8k, limit, num-fewshot, default-threshold, thresholds | thresholds-file}
     bench: {random-range-ratio: 0.8, prompts-per-conc: 10, warmups-per-conc: 2}
+    notify: {on: [failure, regression], smtp: {conn-id: infersweep_smtp, to: [a@example.com]},
+             webhook: {conn-id: infersweep_webhook}}    # alerts, off by default; secrets in the connections
 
 Relative paths are relative to the sweep file. `load_sweep` also accepts master files directly and
 folders (every sweep file in them). All problems in all files are reported together as one ConfigError.
@@ -48,6 +50,7 @@ from infersweep.config.settings import (
     Engine,
     EvalSettings,
     EvalThresholds,
+    NotifySettings,
     SimSettings,
     check_image_history,
     check_image_pattern,
@@ -93,6 +96,7 @@ class SweepFile(_Strict):
     eval: EvalSettings = Field(default_factory=EvalSettings)
     bench: BenchSettings = Field(default_factory=BenchSettings)
     sim: SimSettings = Field(default_factory=SimSettings)
+    notify: NotifySettings | None = None
 
     @field_validator("schedule")
     @classmethod
@@ -122,6 +126,7 @@ class SweepSettings:
     eval: EvalSettings = field(default_factory=EvalSettings)
     bench: BenchSettings = field(default_factory=BenchSettings)
     sim: SimSettings = field(default_factory=SimSettings)
+    notify: NotifySettings | None = None
     file: str | None = None
 
     def image_for(self, day: date) -> str | None:
@@ -523,7 +528,8 @@ class _SweepLoader:
             settings = settings.model_copy(update={"data_dir": str(data_dir)})
         return SweepSettings(name=spec.sweep, engine=spec.engine, schedule=spec.schedule,
                              image_tag_pattern=spec.image_tag_pattern, image_history=dict(spec.image_history),
-                             eval=settings, bench=spec.bench, sim=spec.sim, file=doc.file)
+                             eval=settings, bench=spec.bench, sim=spec.sim, notify=spec.notify,
+                             file=doc.file)
 
     def _read_thresholds(self, path: Path, doc: YamlDoc) -> EvalThresholds | None:
         # eval-thresholds.json is JSON, which YAML reads as well; keeps line numbers for errors.

@@ -1,4 +1,5 @@
-"""finalize (a sweep run's last task), the report DAG's step, and the demo's closing summary."""
+"""finalize (closes a sweep run), verdict (its last task: fails the run on failed or missing points), the
+report DAG's step (report + regression gate, with its alert), and the demo's closing summary."""
 
 from __future__ import annotations
 
@@ -6,8 +7,16 @@ import logging
 from typing import Any
 
 from infersweep.airflow.context import RunContext, open_store
-from infersweep.airflow.payloads import GateOutcome, RunOutcome, RunReport, SweepRunRef
+from infersweep.airflow.payloads import (
+    GateOutcome,
+    Regression,
+    RunOutcome,
+    RunReport,
+    RunVerdict,
+    SweepRunRef,
+)
 from infersweep.airflow.settings import AirflowSettings
+from infersweep.config.settings import NotifySettings
 from infersweep.faults.errors import ClassifiedError
 from infersweep.store.api import ResultStore
 
@@ -40,6 +49,25 @@ def finalize_run(config_key: str, rc: RunContext) -> RunOutcome:
                       report=str(report_path) if report_path else None)
 
 
+def judge_run(rc: RunContext, *, triggering_user: str | None = None,
+              notify: NotifySettings | None = None) -> RunVerdict:
+    """The `verdict` task: judge the closed run from the store, log the reasons, write them to the DAG run's
+    note, alert on nodes that never freed, and raise `RunFailed` (failing the DAG run) when it failed."""
+    from infersweep.airflow.notify import deliver, stuck_alert
+    from infersweep.airflow.verdict import collect_run_facts, raise_if_failed, run_verdict, set_run_note
+
+    store = open_store(rc, AirflowSettings.from_env())
+    verdict = run_verdict(collect_run_facts(store), dry_run=bool(rc.params.get("dry_run")))
+    for line in verdict.note.splitlines():
+        (log.error if verdict.failed else log.info)("%s", line)
+    log.info("run note: %s", set_run_note(rc.dag_id, rc.run_id, verdict.note, triggering_user=triggering_user))
+    # A failed run's alert (the DAG's on_failure_callback) already lists them.
+    if verdict.stuck_nodes and notify is not None and not verdict.failed:
+        deliver(notify, stuck_alert(verdict))
+    raise_if_failed(verdict)
+    return verdict
+
+
 def _run_recorded(store: ResultStore) -> bool:
     """Whether the results DB has this run (False when it has no schema yet: nothing was ever written).
     An unreachable DB raises, so the task is retried rather than taking the run for rejected."""
@@ -69,15 +97,51 @@ def report_and_gate(runs: list[SweepRunRef]) -> GateOutcome:
     for ref in runs:
         o = report_and_gate_run(ref.dag_id, ref.run_id, out_dir=settings.work_dir / "reports")
         gate = o.get("gate") or {}
-        reports.append(RunReport(dag_id=ref.dag_id, run_id=ref.run_id, report=str(o["report"]),
-                                 baseline=o.get("baseline"), compare=o.get("compare"), gate=gate.get("summary"),
-                                 regressions=int(gate.get("regressions") or 0), regressed=bool(o.get("regressed"))))
+        report = RunReport(dag_id=ref.dag_id, run_id=ref.run_id, report=str(o["report"]),
+                           baseline=o.get("baseline"), compare=o.get("compare"), gate=gate.get("summary"),
+                           regressions=int(gate.get("regressions") or 0), regressed=bool(o.get("regressed")),
+                           regressed_points=regressions_of(gate))
+        reports.append(report)
         log.info("%s/%s: report %s, baseline %s", ref.dag_id, ref.run_id, o["report"], o.get("baseline"))
+        if report.regressed:
+            _alert_regression(report, images=(o.get("summary") or {}).get("images") or ())
     regressed = [r for r in reports if r.regressed]
     if regressed:
         raise ClassifiedError("performance_regression",
                               "regressions vs the previous image in: " + ", ".join(f"{r.dag_id}/{r.run_id}" for r in regressed))
     return GateOutcome(runs=tuple(reports))
+
+
+def regressions_of(gate: dict[str, Any]) -> tuple[Regression, ...]:
+    """Each failing row of a gate result (`GateResult.to_dict()`): its regressed metrics with their relative
+    change and noise band, or `status` for a point that now fails."""
+    from infersweep.report.gate import FAILING
+
+    out: list[Regression] = []
+    for row in gate.get("rows") or ():
+        if row.get("verdict") not in FAILING:
+            continue
+        metrics = [(name, m) for name, m in (row.get("metrics") or {}).items() if m.get("verdict") == "regression"]
+        if not metrics:
+            out.append(Regression(point=str(row.get("point")), metric="status"))
+        for name, m in metrics:
+            rel, band = m.get("rel"), m.get("band")
+            out.append(Regression(point=str(row.get("point")), metric=name,
+                                  change_pct=None if rel is None else round(100 * float(rel), 2),
+                                  noise_pct=None if band is None else round(100 * float(band), 2)))
+    return tuple(out)
+
+
+def _alert_regression(report: RunReport, *, images: Any) -> None:
+    # The regression alert goes out from here: only the gate knows each regression's size and noise band.
+    from infersweep.airflow.notify import deliver, notify_settings_for, regression_alert
+
+    try:
+        notify = notify_settings_for(report.dag_id)
+        if notify is not None:
+            deliver(notify, regression_alert(report, images=tuple(images)))
+    except Exception as exc:  # an alert problem must not hide the gate's own verdict
+        log.warning("regression alert for %s/%s not sent: %s", report.dag_id, report.run_id, type(exc).__name__)
 
 
 def demo_summary(run_ids: list[str]) -> str:
