@@ -142,7 +142,9 @@ def test_no_canary_in_anything_a_sweep_produced(tmp_path: Path, module_pg_url: s
     url = f"postgresql+psycopg://{user}:{canaries['db_password']}@{rest}"
     sweep = tmp_path / "sweep.yaml"
     sweep.write_text(sim_sweep(
-        KEY, isl=2048, osl=48, points=["{ tp: 1, conc-list: [1, 4] }"], nodes=["n0"],
+        # ISL 4096: the server's max-model-len (ISL + OSL + 256) must also hold gsm8k's few-shot prompt and its
+        # 1176 generated tokens, or the eval fails and the verdict fails the run.
+        KEY, isl=4096, osl=48, points=["{ tp: 1, conc-list: [1, 4] }"], nodes=["n0"],
         eval_yaml=f"{{ enabled: true, select: max-conc, limit: 4, data-dir: {gsm8k_dir} }}",
         sim_yaml="{ time-scale: 20, accuracy: 1.0 }"))
     home = CanaryHome(path=tmp_path / "airflow", configs=str(sweep), results_url=url, work_dir=tmp_path / "work",
