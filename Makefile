@@ -85,7 +85,9 @@ $(LMEVAL_STAMP): $(LMEVAL_LOCK) pyproject.toml | $(UV)
 	$(UV) pip install --python $(LMEVAL_VENV)/bin/python -q --no-deps -e .
 	@touch $@
 
-.PHONY: test-eval-parity
+.PHONY: test-eval-parity install-eval-parity
+install-eval-parity: $(LMEVAL_STAMP)
+
 test-eval-parity: $(LMEVAL_STAMP)
 	HF_DATASETS_OFFLINE=1 $(LMEVAL_VENV)/bin/pytest -m lm_eval_parity tests/evals -q
 

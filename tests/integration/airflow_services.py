@@ -3,6 +3,12 @@
 
 Each service runs under its own session (setsid) so the whole process group can be stopped; nothing is
 left running after the fixture exits.
+
+Starting a stack (migrating a fresh metadata DB, four services up and healthy, the first DAG parse) costs
+over a minute on the 2-core CI box, so the test modules that need one share a single stack
+(`SharedAirflow`, the `shared_airflow` fixture of tests/integration/conftest.py): each module declares its
+sweep files and sim faults as a `StackPart`, all of them are in the stack's configs folder from the start,
+and each module uses its own DAG ids.
 """
 
 from __future__ import annotations
@@ -15,8 +21,8 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,6 +47,11 @@ class AirflowStack:
     env: dict[str, str]
     results_url: str
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
+
+    @property
+    def work_dir(self) -> Path:
+        """INFERSWEEP_WORK_DIR of the services (reports, run work files)."""
+        return Path(self.env["INFERSWEEP_WORK_DIR"])
 
     def token(self) -> str:
         pw_file = self.home / "simple_auth_manager_passwords.json.generated"
@@ -151,3 +162,59 @@ def airflow_stack(tmp: Path, *, configs: str, extra_env: dict[str, str] | None =
         stop_process_groups(stack.procs.values())
         for db in (meta_db, results_db):
             _pg_admin(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+
+
+@dataclass(frozen=True)
+class StackPart:
+    """What one test module needs of the shared stack: its sweep files (file name -> YAML), written into the
+    stack's configs folder before the stack starts, and the sim faults its runs meet (selector -> flags, as in
+    INFERSWEEP_SIM_FAULTS; given the stack's folder for `--fault-once` markers). Selectors must single out
+    that module's servers (e.g. "tp=N" of a TP only its sweep runs): the environment is the whole stack's."""
+
+    configs: dict[str, str]
+    sim_faults: Callable[[Path], dict[str, list[str]]] | None = None
+
+
+class SharedAirflow:
+    """One Airflow stack for every test module that declares a StackPart, started on first use.
+
+    `close()` stops it (tests/integration/conftest.py calls it after the last test that uses it, so the
+    services do not take CPU from the tests after it); a later `stack()` would start a fresh one."""
+
+    def __init__(self, tmp: Path, parts: dict[str, StackPart]) -> None:
+        self.tmp, self.parts = tmp, parts
+        self._exit = ExitStack()
+        self._stack: AirflowStack | None = None
+        self._error: BaseException | None = None
+        self._starts = 0
+        self.configs = tmp / "configs"
+
+    def stack(self) -> AirflowStack:
+        if self._error is not None:  # a stack that failed to start is not retried for every test
+            raise self._error
+        if self._stack is None:
+            self._starts += 1
+            base = self.tmp / f"stack{self._starts}"
+            base.mkdir()
+            self.configs = base / "configs"
+            self.configs.mkdir()
+            faults: dict[str, list[str]] = {}
+            for owner, part in self.parts.items():
+                for name, text in part.configs.items():
+                    path = self.configs / name
+                    assert not path.exists(), f"{owner}: sweep file {name} is already another module's"
+                    path.write_text(text)
+                for selector, flags in (part.sim_faults(base) if part.sim_faults else {}).items():
+                    assert selector not in faults, f"{owner}: fault selector {selector} is already another module's"
+                    faults[selector] = flags
+            extra = {"INFERSWEEP_SIM_FAULTS": json.dumps(faults)} if faults else {}
+            try:
+                self._stack = self._exit.enter_context(airflow_stack(base, configs=str(self.configs), extra_env=extra))
+            except BaseException as exc:
+                self._error = exc
+                raise
+        return self._stack
+
+    def close(self) -> None:
+        self._stack = None
+        self._exit.close()

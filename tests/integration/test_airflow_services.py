@@ -3,7 +3,10 @@ machine's Postgres. Trigger over REST v2 with params (token auth), a bad trigger
 of three dates benchmarks three images, and results land in the Postgres results DB with their report.
 The first (scheduled) run meets an injected KV-cache OOM: its verdict fails the run under the real scheduler,
 with the reasons in the DAG run's note (written through the REST API connection), and the report DAG, created
-unpaused, runs on the results asset by itself."""
+unpaused, runs on the results asset by itself.
+
+The stack is the one shared with the other integration modules (tests/integration/conftest.py): this module's
+sweep file and its fault (selector tp=1: only this sweep runs TP 1) are in it from the start."""
 
 from __future__ import annotations
 
@@ -19,7 +22,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from tests.airflow.harness import sim_sweep
-from tests.integration.airflow_services import airflow_stack
+from tests.integration.airflow_services import SharedAirflow, StackPart
 
 pytestmark = pytest.mark.integration
 KEY = "svc-bf16-sim-h100-vllm"
@@ -28,6 +31,11 @@ SWEEP = sim_sweep(
     image_pattern="vllm/vllm-openai:nightly-{{ ds_nodash }}", eval_yaml="{ enabled: true, select: max-conc, limit: 3 }",
     sim_yaml="{ time-scale: 20, accuracy: 1.0 }",
     bench_yaml="{ random-range-ratio: 1.0, prompts-per-conc: 2, warmups-per-conc: 1 }")
+# The first simulated TP-1 server of the stack exits at start with vLLM's KV-cache OOM (once: later ones are
+# fine). Only this module's sweep runs TP 1 on the shared stack.
+AIRFLOW_STACK = StackPart(
+    configs={"svc.yaml": SWEEP},
+    sim_faults=lambda tmp: {"tp=1": ["--fail-at-start", "kv-oom", "--fault-once", str(tmp / "kv-oom-fired")]})
 
 
 def _pg_up() -> bool:
@@ -57,15 +65,11 @@ def _wait_dag(client: httpx.Client, timeout: float = 180) -> None:
     raise AssertionError(f"DAG {KEY} never appeared (dag-processor)")
 
 
-def test_rest_trigger_backfill_and_results_on_postgres(tmp_path: Path) -> None:
+def test_rest_trigger_backfill_and_results_on_postgres(shared_airflow: SharedAirflow) -> None:
     if not _pg_up():
         pytest.skip("PostgreSQL not reachable at 127.0.0.1:5432")
-    sweep = tmp_path / "sweep.yaml"
-    sweep.write_text(SWEEP)
-    # The first simulated server of the stack exits at start with vLLM's KV-cache OOM (once: later ones are fine).
-    faults = {"*": ["--fail-at-start", "kv-oom", "--fault-once", str(tmp_path / "kv-oom-fired")]}
-    with airflow_stack(tmp_path, configs=str(sweep), extra_env={"INFERSWEEP_SIM_FAULTS": json.dumps(faults)}) as stack, \
-            stack.client() as client:
+    stack = shared_airflow.stack()
+    with stack.client() as client:
         _wait_dag(client)
         # The verdict writes the run note through the public REST API; workers read this connection from the
         # metadata DB through the execution API.
@@ -122,7 +126,7 @@ def test_rest_trigger_backfill_and_results_on_postgres(tmp_path: Path) -> None:
         with engine.connect() as conn:
             rows = conn.execute(text(
                 "SELECT r.run_id, r.trigger_kind, r.image_tag, b.conc, b.status FROM benchmark_results b "
-                "JOIN runs r ON r.id = b.run_pk")).all()
+                "JOIN runs r ON r.id = b.run_pk WHERE r.dag_id = :d"), {"d": KEY}).all()
         by_run = {}
         for run_id, kind, image, conc, status in rows:
             if run_id == scheduled["dag_run_id"]:  # the OOM run: its points are stored as failed, by class
@@ -133,7 +137,7 @@ def test_rest_trigger_backfill_and_results_on_postgres(tmp_path: Path) -> None:
         assert by_run["rest_1"][2] == {2} and by_run["rest_1"][0] == "manual"
         backfilled = {img for kind, img, _ in by_run.values() if kind == "backfill"}
         assert backfilled == {f"vllm/vllm-openai:nightly-2026110{d}" for d in (1, 2, 3)}
-        reports = list((tmp_path / "work" / "reports").rglob("rest_1.html"))
+        reports = list((stack.work_dir / "reports").rglob("rest_1.html"))
         assert reports and reports[0].stat().st_size > 10_000
         engine.dispose()
         # The report DAG was created unpaused, so the sweeps' results assets started report runs on their own.

@@ -4,6 +4,9 @@ A configured folder holds a good sweep file and a broken one (`isl: 0`). The goo
 DAG are served by the API; the broken file's error is in Airflow's import-error list (what the UI's "DAG
 Import Errors" banner shows) with its file, line, key and fix. A sweep file added to the folder while the
 stack runs gets its DAG without a restart, and fixing the broken file clears its import error.
+
+The stack and its configs folder are shared with the other integration modules (tests/integration/conftest.py);
+good.yaml and bad.yaml are in the folder from the start, the other modules' sweep files parse cleanly.
 """
 
 from __future__ import annotations
@@ -11,14 +14,13 @@ from __future__ import annotations
 import socket
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 from tests.airflow.harness import sim_sweep
-from tests.integration.airflow_services import airflow_stack
+from tests.integration.airflow_services import SharedAirflow, StackPart
 
 pytestmark = pytest.mark.integration
 GOOD, BAD, LATE = "blast-good-bf16-sim-h100-vllm", "blast-bad-bf16-sim-h100-vllm", "blast-late-bf16-sim-h100-vllm"
@@ -36,6 +38,9 @@ def _sweep(key: str, node: str, *, isl: int = 1024) -> str:
     return sim_sweep(key, isl=isl, osl=32, points=["{ tp: 1, conc-list: [1] }"], nodes=[node])
 
 
+AIRFLOW_STACK = StackPart(configs={"good.yaml": _sweep(GOOD, "good-0"), "bad.yaml": _sweep(BAD, "bad-0", isl=0)})
+
+
 def _wait(what: str, probe: Callable[[], Any], timeout: float, logs: Callable[[], str]) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -50,15 +55,14 @@ def _import_errors(client: httpx.Client) -> list[dict[str, Any]]:
     return list(client.get("/importErrors").json()["import_errors"])
 
 
-def test_a_broken_sweep_file_costs_only_its_own_dags(tmp_path: Path) -> None:
+def test_a_broken_sweep_file_costs_only_its_own_dags(shared_airflow: SharedAirflow) -> None:
     if not _pg_up():
         pytest.skip("PostgreSQL not reachable at 127.0.0.1:5432")
-    folder = tmp_path / "configs"
-    folder.mkdir()
-    (folder / "good.yaml").write_text(_sweep(GOOD, "good-0"))
+    stack = shared_airflow.stack()
+    folder = shared_airflow.configs
     bad = folder / "bad.yaml"
-    bad.write_text(_sweep(BAD, "bad-0", isl=0))
-    with airflow_stack(tmp_path, configs=str(folder)) as stack, stack.client() as client:
+    assert "isl: 0" in bad.read_text()
+    with stack.client() as client:
         def dag_ids() -> set[str]:
             return {d["dag_id"] for d in client.get("/dags", params={"limit": 100}).json()["dags"]}
 

@@ -1,9 +1,10 @@
 """The Airflow UI driven in headless Chromium as a new user would, against the real stack.
 
-One stack for the module (api-server, scheduler, dag-processor, triggerer on Postgres, the project's DAG file
-and plugin) and one browser (the machine's Chromium through Playwright, nothing downloaded). In order: log in,
-read the trigger form, trigger a run through it, try invalid input, follow the run to its results and the
-report pages, and see the report DAG run that the run's results asset starts.
+One stack (api-server, scheduler, dag-processor, triggerer on Postgres, the project's DAG file and plugin;
+the one shared with the other integration modules, see tests/integration/conftest.py) and one browser (the
+machine's Chromium through Playwright, nothing downloaded). In order: log in, read the trigger form, trigger
+a run through it, try invalid input, follow the run to its results and the report pages, and see the report
+DAG run that the run's results asset starts.
 
 The pictures are checked on every run and written to docs/img/ (the README shows them) only with
 INFERSWEEP_UPDATE_SCREENSHOTS=1, so a test run leaves the work tree clean.
@@ -25,7 +26,7 @@ import pytest
 
 from infersweep.report.browser import CHROMIUM_FLAGS, PLOTS_READY, find_chromium, unavailable_reason
 from tests.airflow.harness import sim_sweep
-from tests.integration.airflow_services import ROOT, AirflowStack, airflow_stack
+from tests.integration.airflow_services import ROOT, AirflowStack, SharedAirflow, StackPart
 
 pytestmark = pytest.mark.integration
 
@@ -36,6 +37,7 @@ OTHER = "other-bf16-sim-h100-vllm"
 SEQ = "1024_32"
 SWEEP = sim_sweep(KEY, isl=1024, osl=32, points=["{ tp: 1, conc-list: [1, 2, 4] }", "{ tp: 2, conc-list: [1, 2] }"],
                   nodes=["ui-node-0"], sim_yaml="{ time-scale: 50 }")
+AIRFLOW_STACK = StackPart(configs={"ui.yaml": SWEEP})
 #: What the test picks on the form: one scenario, one TP, two of its concurrencies.
 CHOICES = {"seq_lens": [SEQ], "tp": ["2"], "concs": ["1", "2"]}
 IMG = ROOT / "docs" / "img"
@@ -131,7 +133,7 @@ class UI:
 
 
 @pytest.fixture(scope="module")
-def ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UI]:
+def ui(shared_airflow: SharedAirflow) -> Iterator[UI]:
     reason = unavailable_reason()
     if reason:
         pytest.skip(reason)
@@ -140,9 +142,6 @@ def ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UI]:
     from playwright.sync_api import Error as PlaywrightError
     from playwright.sync_api import sync_playwright
 
-    tmp = tmp_path_factory.mktemp("ui")
-    sweep = tmp / "sweep.yaml"
-    sweep.write_text(SWEEP)
     with ExitStack() as stack_cm:
         pw = stack_cm.enter_context(sync_playwright())
         try:
@@ -152,7 +151,7 @@ def ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UI]:
             pytest.skip(f"chromium did not start: {exc.message}")
         stack_cm.callback(browser.close)
         try:
-            stack = stack_cm.enter_context(airflow_stack(tmp, configs=str(sweep)))
+            stack = shared_airflow.stack()
         except RuntimeError as exc:  # the services never became healthy (the message carries their logs)
             pytest.skip(f"the Airflow stack did not start: {str(exc)[:2000]}")
         rest = stack_cm.enter_context(httpx.Client(
@@ -346,12 +345,17 @@ def test_sweep_reports_and_the_pareto_tab_render_in_the_ui(ui: UI) -> None:
 def test_after_a_sweep_run_a_report_run_follows_on_its_own(ui: UI) -> None:
     run = _finished_form_run(ui)
 
+    def sources(report_run_id: str) -> set[tuple[str, str]]:
+        events = ui.get(f"/dags/infersweep_report/dagRuns/{report_run_id}/upstreamAssetEvents")
+        return {(e["source_dag_id"], e["source_run_id"]) for e in events["asset_events"]}
+
     def report_run() -> dict[str, Any] | None:
+        # On the shared stack other sweeps' runs start report runs too: the one that follows this run is the
+        # one whose upstream asset events include it.
         runs = [r for r in ui.runs("infersweep_report") if r["run_type"] == "asset_triggered"
-                and r["state"] in ("success", "failed")]
+                and r["state"] in ("success", "failed") and (KEY, run["dag_run_id"]) in sources(r["dag_run_id"])]
         return runs[0] if runs else None
 
     follower = _wait("an asset-triggered infersweep_report run", report_run, 240, ui.stack.logs)
     assert follower["state"] == "success", ui.stack.logs()
-    events = ui.get(f"/dags/infersweep_report/dagRuns/{follower['dag_run_id']}/upstreamAssetEvents")
-    assert (KEY, run["dag_run_id"]) in {(e["source_dag_id"], e["source_run_id"]) for e in events["asset_events"]}
+    assert (KEY, run["dag_run_id"]) in sources(follower["dag_run_id"])

@@ -55,17 +55,18 @@ def recorded_attempt(
 ) -> Iterator[dict[str, Any]]:
     """Record this task try in the attempts table: success, or failed with its failure class.
 
-    A reschedule (waiting for a node lease) is not a failed try, so it is recorded as `waiting`.
+    A reschedule (waiting for a node lease) is not a failed try, so it is recorded as `waiting`; a group the
+    adaptive policy skipped before serving (`GroupSkipped`) is recorded as `skipped`.
     """
     started = datetime.now(UTC)
     info: dict[str, Any] = {"node": node}
     try:
         yield info
     except BaseException as exc:
-        status = "waiting" if type(exc).__name__ == "AirflowRescheduleException" else "failed"
+        status = {"AirflowRescheduleException": "waiting", "GroupSkipped": "skipped"}.get(type(exc).__name__, "failed")
         store.record_attempt(
             task_id=rc.task_id, try_number=rc.try_number, map_index=rc.map_index, status=status,
-            group_id=group_id, node=info.get("node"), error=None if status == "waiting" else exc,
+            group_id=group_id, node=info.get("node"), error=exc if status == "failed" else None,
             log_ref=info.get("log_ref"), started_at=started, ended_at=datetime.now(UTC),
         )
         raise

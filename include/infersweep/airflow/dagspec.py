@@ -29,6 +29,8 @@ class DagSpec(BaseModel):
     schedule: str | None
     engine: str
     eval_enabled: bool
+    #: The sweep file's point policy (`adaptive.mode`), the default of the `adaptive` trigger param.
+    adaptive: str = "off"
     seq_lens: tuple[str, ...]
     tps: tuple[int, ...]
     eps: tuple[int, ...]
@@ -91,7 +93,7 @@ def dag_specs(sweep: Sweep) -> list[DagSpec]:
         settings = sweep.settings_for(key)
         specs.append(DagSpec(
             dag_id=key, runner=entry.runner, schedule=settings.schedule, engine=settings.engine,
-            eval_enabled=settings.eval.enabled,
+            eval_enabled=settings.eval.enabled, adaptive=settings.adaptive.mode,
             seq_lens=tuple(sorted({seq_len_name(j.isl, j.osl) for j in jobs})),
             tps=tuple(sorted({j.tp for j in jobs})), eps=tuple(sorted({j.ep for j in jobs})),
             concs=tuple(sorted({j.conc for j in jobs})), n_points=len(jobs), n_agentic=agentic[key],

@@ -82,7 +82,7 @@ def build_sweep_dag(spec: DagSpec, settings: AirflowSettings, *, source: str | P
     # read them from the DAG.
     dag.params = ParamsDict(build_params(
         seq_lens=spec.seq_lens, tps=spec.tps, eps=spec.eps, concs=spec.concs,
-        default_engine=spec.engine, eval_enabled=spec.eval_enabled, pps=spec.pps, dcps=spec.dcps, pcps=spec.pcps,
+        default_engine=spec.engine, eval_enabled=spec.eval_enabled, adaptive=spec.adaptive, pps=spec.pps, dcps=spec.dcps, pcps=spec.pcps,
     ))
     return dag
 

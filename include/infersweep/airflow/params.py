@@ -17,6 +17,8 @@ from typing import Annotated, Any
 from airflow.sdk import Param
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from infersweep.config.adaptive import ADAPTIVE_MODES, MAX_REPEATS
+
 ENGINES = ("sim", "vllm-docker", "vllm-process")
 #: Airflow validates every Param of every scheduled DAG at parse time. Against draft-07 the metaschema check
 #: costs ~0.25 ms instead of ~1.3 ms for the default 2020-12 (vocabularies and dynamic refs), which is
@@ -64,6 +66,7 @@ def build_params(
     concs: Iterable[int],
     default_engine: str,
     eval_enabled: bool,
+    adaptive: str = "off",
     pps: Iterable[int] = (1,),
     dcps: Iterable[int] = (1,),
     pcps: Iterable[int] = (1,),
@@ -108,6 +111,17 @@ def build_params(
         ),
         "eval": _param(eval_enabled, type="boolean", description="Run gsm8k at the planner's eval concurrencies."),
         "dry_run": _param(False, type="boolean", description="Plan only: log the group table and start nothing."),
+        "adaptive": _param(
+            adaptive, type="string", enum=list(ADAPTIVE_MODES),
+            description="Which points to measure. off: every concurrency of the ladder (InferenceX parity); "
+            "frontier: only points that can still move the Pareto frontier (skips are logged with reasons); slo: "
+            "bisect for the largest concurrency meeting the sweep file's SLO targets.",
+        ),
+        "repeats": _param(
+            None, type=["null", "integer"], minimum=1, maximum=MAX_REPEATS,
+            description="Measure every point this many times on its server (confidence intervals across runs). "
+            "Empty = the sweep file's `repeats`.",
+        ),
     }
 
 

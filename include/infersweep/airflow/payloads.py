@@ -7,8 +7,11 @@ validates them back (`allow_class` below registers ours, as `[core] allowed_dese
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel, ConfigDict, Field
 
+from infersweep.config.adaptive import AdaptiveSettings, RepeatSettings
 from infersweep.config.inventory import Node
 from infersweep.config.settings import BenchSettings, SimSettings
 from infersweep.engines.base import ServerHandle
@@ -44,6 +47,8 @@ class WorkItem(_Payload):
     bench: BenchSettings = Field(default_factory=BenchSettings)
     eval: EvalPlan = Field(default_factory=EvalPlan)
     sim: SimSettings = Field(default_factory=SimSettings)
+    adaptive: AdaptiveSettings = Field(default_factory=AdaptiveSettings)
+    repeats: RepeatSettings = Field(default_factory=RepeatSettings)
 
     @property
     def time_scale(self) -> float:
@@ -112,6 +117,7 @@ class RunOutcome(_Payload):
     failures: dict[str, int] = Field(default_factory=dict)
     not_executed: dict[str, int] = Field(default_factory=dict)
     report: str | None = None
+    policy: dict[str, Any] = Field(default_factory=dict, description="adaptive / SLO decisions: counts and lines")
 
 
 class RunVerdict(_Payload):

@@ -82,6 +82,14 @@ def select_groups(sweep: Sweep, config_key: str, params: dict[str, Any],
     return groups
 
 
+def _policy_line(adaptive: Any, policy: str) -> str:
+    if policy == "slo":
+        return f"bisection for {adaptive.slo.describe()}"
+    budget = f", budget {adaptive.max_points:g} points" if adaptive.max_points else ""
+    return (f"tolerance {adaptive.tolerance:.1%}, noise {adaptive.noise:.1%}, priors {', '.join(adaptive.priors) or 'none'}"
+            f", concurrencies {adaptive.concurrencies}{budget}")
+
+
 def plan_run(config_key: str, rc: RunContext, *, source: str | None = None) -> list[WorkItem]:
     """Record the run and its groups; return one work item per group that still has something to do.
 
@@ -111,8 +119,14 @@ def plan_run(config_key: str, rc: RunContext, *, source: str | None = None) -> l
         copied = copy_run_results(store.engine, str(params["reuse_run_id"]), rc.run_id, target_dag_id=rc.dag_id)
         log.info("reused %s from run %s", copied, params["reuse_run_id"])
 
-    bench = sweep.settings_for(config_key).bench
-    sim = sweep.settings_for(config_key).sim
+    file_settings = sweep.settings_for(config_key)
+    bench, sim = file_settings.bench, file_settings.sim
+    policy = params.get("adaptive") or file_settings.adaptive.mode
+    if policy == "slo" and file_settings.adaptive.slo is None:
+        raise ClassifiedError("config_error", f"adaptive=slo needs SLO targets: add `adaptive: {{slo: {{p99-ttft-ms: "
+                              f"2000, median-tpot-ms: 50}}}}` to the sweep file of {config_key}")
+    if policy != "off":
+        log.info("point policy: %s (%s)", policy, _policy_line(file_settings.adaptive, policy))
     eval_settings = sweep.eval_for(config_key)
     work: list[WorkItem] = []
     table: list[str] = []
@@ -145,6 +159,7 @@ def plan_run(config_key: str, rc: RunContext, *, source: str | None = None) -> l
             eval=EvalPlan(task=eval_settings.task, limit=extra.eval_limit or eval_settings.limit,
                           threshold=eval_settings.threshold_for(group.model_prefix), data_dir=eval_settings.data_dir),
             sim=sim.model_copy(update={"time_scale": extra.sim_time_scale or sim.time_scale}),
+            adaptive=file_settings.adaptive, repeats=file_settings.repeats,
         ))
     log.info("plan for %s (%s, image %s, engine %s):\n  %s", config_key, rc.run_id, image, engine_name,
              "\n  ".join(table) or "(no serve groups match the params)")

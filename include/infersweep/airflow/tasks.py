@@ -61,8 +61,16 @@ def download(work: WorkItem) -> DownloadReport:
 
 @setup
 def serve(work: WorkItem) -> ServedGroup:
-    """Acquire a node lease (rescheduling while none is free), start the server and wait until ready."""
-    return steps.serve(WorkItem.model_validate(work), run_context())
+    """Acquire a node lease (rescheduling while none is free), start the server and wait until ready; skipped
+    (with its chain) when the adaptive policy shows the group cannot reach the frontier."""
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    from infersweep.airflow.policies import GroupSkipped
+
+    try:
+        return steps.serve(WorkItem.model_validate(work), run_context())
+    except GroupSkipped as exc:
+        raise AirflowSkipException(f"adaptive: skipped {exc}") from exc
 
 
 @task

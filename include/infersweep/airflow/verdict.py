@@ -126,8 +126,8 @@ def _eval_reasons(facts: RunFacts) -> list[str]:
             out.append(f"eval {e.task} {worst} < {floor} (group {e.group_id} conc {e.conc})")
     measured = {(e.group_id, e.conc) for e in facts.evals}
     for g in facts.groups:
-        if not _all_green(g):
-            continue  # its evals never ran because its points failed: those reasons already say why
+        if not _all_green(g) or g.status == "skipped":
+            continue  # its evals never ran because its points failed (those reasons say why) or a policy skipped it
         missing = [c for c in g.eval_concs if (g.group_id, c) not in measured]
         if missing:
             out.append(f"eval not run for group {g.group_id} at conc {', '.join(map(str, missing))}")

@@ -85,6 +85,28 @@ class EvalSettings(_Strict):
         return table.default.get(task, self.default_threshold)
 
 
+class SimNoiseSettings(_Strict):
+    """Run-to-run noise of the simulated engine (`sim: {noise: {run-sigma: 0.03, step-sigma: 0.02}}`): every
+    step's time is multiplied by a slowly drifting log-normal speed factor (relative σ `run-sigma`,
+    correlation time `tau-s` simulated seconds) and an i.i.d. per-step jitter (`step-sigma`); see
+    `engines/sim/noise.py`. Both 0: off."""
+
+    run_sigma: Annotated[StrictFloat | StrictInt, Field(ge=0, le=0.5)] = Field(
+        default=0.0, alias="run-sigma", description="relative σ of the run-to-run speed factor (0.03 = 3 %)")
+    step_sigma: Annotated[StrictFloat | StrictInt, Field(ge=0, le=0.5)] = Field(
+        default=0.0, alias="step-sigma", description="relative σ of the per-step jitter")
+    seed: Annotated[StrictInt, Field(ge=0)] = 0
+    tau_s: Annotated[StrictFloat | StrictInt, Field(gt=0, le=86_400)] = Field(
+        default=30.0, alias="tau-s", description="correlation time of the speed factor (simulated seconds)")
+
+    def sim_args(self) -> list[str]:
+        """The `infersweep sim serve` flags for these settings (none when the noise is off)."""
+        if not (self.run_sigma or self.step_sigma):
+            return []
+        return ["--noise-run-sigma", repr(float(self.run_sigma)), "--noise-step-sigma", repr(float(self.step_sigma)),
+                "--noise-seed", str(self.seed), "--noise-tau-s", repr(float(self.tau_s))]
+
+
 class SimSettings(_Strict):
     """Simulated-engine knobs (engine: sim). Results always carry engine=sim and the time scale."""
 
@@ -93,6 +115,7 @@ class SimSettings(_Strict):
     accuracy: Fraction = Field(default=0.95, description="fraction of GSM8K questions the sim answers right")
     model_profile: StrictStr | None = Field(default=None, alias="model-profile",
                                             description="sim model profile; default: the profile of the HF id")
+    noise: SimNoiseSettings | None = Field(default=None, description="run-to-run noise; default: off")
 
 
 class BenchSettings(_Strict):

@@ -20,6 +20,9 @@ InferenceX master file). Everything else is optional:
     bench: {random-range-ratio: 0.8, prompts-per-conc: 10, warmups-per-conc: 2}
     notify: {on: [failure, regression], smtp: {conn-id: infersweep_smtp, to: [a@example.com]},
              webhook: {conn-id: infersweep_webhook}}    # alerts, off by default; secrets in the connections
+    adaptive: {mode: off | frontier | slo, tolerance: 0.01, max-points, concurrencies: ladder | range,
+               slo: {p99-ttft-ms: 2000, median-tpot-ms: 50}}   # which points to measure; off = the full ladder
+    repeats: 3 | {default: 1, rules: [{tp: 8, conc: 64, n: 5}]}  # measure points n times, with intervals
 
 Relative paths are relative to the sweep file. `load_sweep` also accepts master files directly and
 folders (every sweep file in them). All problems in all files are reported together as one ConfigError.
@@ -37,8 +40,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError, field_validator
 
+from infersweep.config.adaptive import AdaptiveSettings, RepeatSettings
 from infersweep.config.errors import ConfigIssue, IssueCollector, PathPart, format_path
-from infersweep.config.inventory import Node
+from infersweep.config.inventory import COST_KEY, Node, label_cost_problem
 from infersweep.config.master import FieldProblem, MasterEntry, entry_problems
 from infersweep.config.quirks import ModelQuirks
 from infersweep.config.runners import NodeFitError, RunnerHardware, Runners, load_runners
@@ -97,6 +101,8 @@ class SweepFile(_Strict):
     bench: BenchSettings = Field(default_factory=BenchSettings)
     sim: SimSettings = Field(default_factory=SimSettings)
     notify: NotifySettings | None = None
+    adaptive: AdaptiveSettings = Field(default_factory=AdaptiveSettings)
+    repeats: RepeatSettings = Field(default_factory=RepeatSettings)
 
     @field_validator("schedule")
     @classmethod
@@ -127,6 +133,8 @@ class SweepSettings:
     bench: BenchSettings = field(default_factory=BenchSettings)
     sim: SimSettings = field(default_factory=SimSettings)
     notify: NotifySettings | None = None
+    adaptive: AdaptiveSettings = field(default_factory=AdaptiveSettings)
+    repeats: RepeatSettings = field(default_factory=RepeatSettings)
     file: str | None = None
 
     def image_for(self, day: date) -> str | None:
@@ -459,6 +467,11 @@ class _SweepLoader:
                     self.issues.add(doc.file, doc.line_of((*path, i)), f"node '{node.name}' listed twice under '{label}'",
                                     field_path=(*path, i), allowed="unique node names per runner label")
                     continue
+                cost_problem = label_cost_problem(str(label), self.sweep.inventory.get(str(label), []), node)
+                if cost_problem:
+                    at = (*path, i, COST_KEY) if isinstance(node_raw, dict) and COST_KEY in node_raw else (*path, i)
+                    self.issues.add(doc.file, doc.line_of(at), cost_problem[0], field_path=at, allowed=cost_problem[1])
+                    continue
                 names.add(node.name)
                 self.sweep.inventory.setdefault(str(label), []).append(node)
 
@@ -529,7 +542,7 @@ class _SweepLoader:
         return SweepSettings(name=spec.sweep, engine=spec.engine, schedule=spec.schedule,
                              image_tag_pattern=spec.image_tag_pattern, image_history=dict(spec.image_history),
                              eval=settings, bench=spec.bench, sim=spec.sim, notify=spec.notify,
-                             file=doc.file)
+                             adaptive=spec.adaptive, repeats=spec.repeats, file=doc.file)
 
     def _read_thresholds(self, path: Path, doc: YamlDoc) -> EvalThresholds | None:
         # eval-thresholds.json is JSON, which YAML reads as well; keeps line numbers for errors.

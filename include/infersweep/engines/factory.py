@@ -33,7 +33,7 @@ def engine_for(name: str, *, log_dir: Path, sim: SimSettings | None = None, answ
         if answer_key is not None:
             extra += ["--answer-key", str(answer_key), "--accuracy", str(sim.accuracy)]
         return get_engine("sim", time_scale=float(sim.time_scale), model_profile=sim.model_profile,
-                          extra_args=extra, log_dir=log_dir)
+                          extra_args=extra, log_dir=log_dir, noise=sim.noise)
     if name == "vllm-process":
         return get_engine(name, log_dir=log_dir)
     return get_engine(name, run_id=run_id, hf_token_conn_id=hf_conn_id, log_dir=log_dir)

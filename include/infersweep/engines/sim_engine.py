@@ -8,12 +8,14 @@ and the server mimics that engine (`--flavor`: health, metrics names, /version).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
 
 from infersweep.config.inventory import Node
+from infersweep.config.settings import SimNoiseSettings
 from infersweep.engines.base import EngineError
 from infersweep.engines.process import ProcessEngine
 from infersweep.engines.sim.config import DEFAULT_GPU_PROFILE, recipe_to_sim_argv, sim_command
@@ -95,6 +97,7 @@ class SimulatedEngine(ProcessEngine):
         log_dir: str | Path | None = None,
         poll_interval_s: float = 0.5,
         http_timeout_s: float = 5.0,
+        noise: SimNoiseSettings | None = None,
     ) -> None:
         super().__init__(log_dir=log_dir, poll_interval_s=poll_interval_s, http_timeout_s=http_timeout_s)
         try:
@@ -111,6 +114,7 @@ class SimulatedEngine(ProcessEngine):
         self.time_scale = time_scale
         self.extra_args = tuple(extra_args)
         self.python = python
+        self.noise = noise
 
     def gpu_profile_for(self, node: Node | None) -> str:
         """Explicit profile, else the node's `gpu-profile`, else its runner label's GPU, else h100."""
@@ -124,6 +128,19 @@ class SimulatedEngine(ProcessEngine):
                 return spec.name
         return DEFAULT_GPU_PROFILE
 
+    def noise_args(self, recipe: Recipe) -> list[str]:
+        """The noise flags of this recipe's server (none when the sweep's `sim.noise` is off).
+
+        Each serve group gets its own noise path: the sweep's seed is mixed with the group id (stable
+        across processes), as separate servers on separate nodes do not drift together."""
+        if self.noise is None:
+            return []
+        args = self.noise.sim_args()
+        if args and recipe.serve_group:
+            digest = hashlib.sha256(f"{self.noise.seed}:{recipe.serve_group}".encode()).digest()
+            args[args.index("--noise-seed") + 1] = str(int.from_bytes(digest[:4], "big"))
+        return args
+
     def command(self, recipe: Recipe, node: Node | None) -> list[str]:
         if self.model_profile is None and find_model_profile(recipe.model) is None:
             # A config problem, not a server failure: classified so it fails fast instead of being retried.
@@ -135,7 +152,7 @@ class SimulatedEngine(ProcessEngine):
         try:
             argv = recipe_to_sim_argv(recipe, model_profile=self.model_profile,
                                       gpu_profile=self.gpu_profile_for(node), time_scale=self.time_scale,
-                                      extra=[*self.extra_args, *fault_args(recipe)])
+                                      extra=[*self.extra_args, *self.noise_args(recipe), *fault_args(recipe)])
         except ValueError as exc:
             raise EngineError(f"cannot run this recipe on the simulator: {exc}") from exc
         return sim_command(argv, self.python)

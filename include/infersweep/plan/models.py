@@ -85,6 +85,19 @@ def seq_len_name(isl: int, osl: int) -> str:
     return {(1024, 1024): "1k1k", (8192, 1024): "8k1k"}.get((isl, osl), f"{isl}_{osl}")
 
 
+def layout_name(*, tp: int, ep: int = 1, dp_attn: bool = False, pp: int = 1, dcp_size: int = 1, pcp_size: int = 1,
+                spec_decoding: str | None = "none") -> str:
+    """A parallel layout in the seed recipe's words: TP8, TEP8 (ep>1), DEP8 (dp-attn), + PPn / DCPn / PCPn / MTP."""
+    kind = "DEP" if dp_attn else ("TEP" if ep > 1 else "TP")
+    text = f"{kind}{tp}"
+    for name, size in (("PP", pp), ("DCP", dcp_size), ("PCP", pcp_size)):
+        if size > 1:
+            text += f"-{name}{size}"
+    if spec_decoding and spec_decoding != "none":
+        text += f"-{spec_decoding.upper()}"
+    return text
+
+
 class EntryIdentity(BaseModel):
     """The config entry a row comes from: key, what is served (image, model) and where (runner)."""
 
@@ -194,14 +207,8 @@ class ServeGroup(ServerSpec):
     @property
     def layout(self) -> str:
         """Parallel layout in the seed recipe's words: TP8, TEP8 (ep>1), DEP8 (dp-attn), + PPn / DCPn / PCPn / MTP."""
-        kind = "DEP" if self.dp_attn else ("TEP" if self.ep > 1 else "TP")
-        text = f"{kind}{self.tp}"
-        for name, size in (("PP", self.pp), ("DCP", self.dcp_size), ("PCP", self.pcp_size)):
-            if size > 1:
-                text += f"-{name}{size}"
-        if self.spec_decoding != "none":
-            text += f"-{self.spec_decoding.upper()}"
-        return text
+        return layout_name(tp=self.tp, ep=self.ep, dp_attn=self.dp_attn, pp=self.pp, dcp_size=self.dcp_size,
+                           pcp_size=self.pcp_size, spec_decoding=self.spec_decoding)
 
     @property
     def seq_len(self) -> str:

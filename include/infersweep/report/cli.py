@@ -1,6 +1,7 @@
 """CLI commands for infersweep.report (registered by infersweep.cli).
 
-`infersweep report [--db URL] [--run RUN_ID ...] [--results-dir DIR] --out report.html`
+`infersweep report [--db URL] [--run RUN_ID ...] [--results-dir DIR] [--cost-per-gpu-hour RUNNER=USD ...]
+                   [--json FILE] --out report.html`
 `infersweep report compare --base RUN_OR_IMAGE --head RUN_OR_IMAGE [--out FILE] [--fail-on-regression]`
 `infersweep report history --config-key K [--since DATE] [--format text|json|html] [--out FILE]`
 """
@@ -59,31 +60,50 @@ def report_command(
                                             "spool .jsonl, InferenceX agg_*.json, ReportPoint JSON) instead of a DB."),
     out: Path = typer.Option(Path("report.html"), "--out", help="The HTML file to write."),
     title: str = typer.Option("infersweep report", "--title"),
+    cost: list[str] | None = typer.Option(None, "--cost-per-gpu-hour", metavar="RUNNER=USD",
+                                          help="USD per GPU-hour of a runner label (repeatable), for $ per million "
+                                               "output tokens; replaces the inventory's cost-per-gpu-hour stored "
+                                               "with the results."),
+    json_out: Path | None = typer.Option(None, "--json", help="Also write the frontier of every config key and "
+                                         "ISL/OSL as JSON ($/Mtok, J/token, intervals, cost sources)."),
 ) -> None:
     """Build the HTML report: per model and ISL/OSL, throughput/GPU vs interactivity and vs E2E latency
-    with Pareto frontiers, a table of every point (failures with their class) and the run summary."""
+    with Pareto frontiers, per config key the frontier points with $ per million output tokens and J/token,
+    a table of every point (failures with their class) and the run summary."""
     if ctx.invoked_subcommand is not None:
         return
+    import orjson
     from sqlalchemy.exc import SQLAlchemyError
 
+    from infersweep.report.data import parse_cost_option
     from infersweep.report.json_source import ResultFileError
-    from infersweep.report.service import build_report
+    from infersweep.report.service import build_report, write_atomic
     from infersweep.report.store_source import SelectorNotFound
-    from infersweep.report.text import summary_table
+    from infersweep.report.summary import frontiers_json
+    from infersweep.report.text import cost_frontier_table, summary_table
     from infersweep.store.db import StoreConfigError
 
     if results_dir is not None and (db or run):
         raise _fail("--results-dir reads files; it cannot be combined with --db or --run")
+    try:
+        costs = parse_cost_option(cost or ())
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
     db_url = _read_url(db) if results_dir is None else None
     try:
         outcome = build_report(out, db_url=db_url, runs=run or (), results_dir=results_dir, dag_ids=dag_id or (),
-                               title=title)
+                               title=title, costs=costs)
     except (SelectorNotFound, ResultFileError, StoreConfigError) as exc:
         raise _fail(str(exc)) from None
     except SQLAlchemyError as exc:
         raise _fail(_store_error(db, exc)) from None
     if outcome.summaries:
         typer.echo(summary_table(outcome.summaries))
+    frontier = cost_frontier_table(outcome.points)
+    if frontier:
+        typer.echo("\n" + frontier + "\n")
+    if json_out is not None:
+        write_atomic(json_out, orjson.dumps(frontiers_json(outcome.points), option=orjson.OPT_INDENT_2).decode())
     total = sum(s.total for s in outcome.summaries) if outcome.summaries else len(outcome.points)
     typer.echo(f"{outcome.green}/{max(total, len(outcome.points))} points green; report: {outcome.path.resolve()}")
 

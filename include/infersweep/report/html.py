@@ -1,7 +1,9 @@
 """Self-contained HTML reports (plotly.js inlined: the file opens offline, with no CDN).
 
 `render_report` draws, per (engine kind, model, isl/osl): throughput/GPU vs interactivity and vs E2E
-latency with their Pareto frontiers, then a table of every point including failures and their class.
+latency with their Pareto frontiers (shaded bands where the frontier points have confidence intervals),
+per config key the frontier points with their $ per million output tokens and joules per output token,
+then a table of every point including failures and their class.
 A run summary ("53/55 green" and failures by class) heads the page. Simulated-engine results are in
 their own sections with a visible SIMULATED label; they never share a chart with real measurements.
 """
@@ -26,7 +28,15 @@ from infersweep.report.charts import (
 )
 from infersweep.report.data import ReportPoint
 from infersweep.report.metrics import metric
-from infersweep.report.summary import RunSummary, failure_breakdown, summarize_runs
+from infersweep.report.summary import (
+    COST_FORMULA,
+    FrontierGroup,
+    RunSummary,
+    cost_frontiers,
+    cost_sources,
+    failure_breakdown,
+    summarize_runs,
+)
 
 if TYPE_CHECKING:
     from infersweep.report.compare import Comparison
@@ -172,6 +182,49 @@ def points_table(points: Sequence[ReportPoint], table_id: str) -> str:
     )
 
 
+def _with_interval(p: ReportPoint, metric: str, value: float | None) -> str:
+    iv = p.interval(metric)
+    if value is None or iv is None:
+        return _num(value)
+    level = p.intervals[metric].get("level")
+    what = f"{float(level) * 100:g}% interval" if isinstance(level, int | float) else "interval"
+    return (f'{_num(value)} <span class="muted" title="{_e(what)}, {_e(p.intervals[metric].get("method") or "")}">'
+            f"[{_num(iv[0])}, {_num(iv[1])}]</span>")
+
+
+def frontier_cost_table(group: FrontierGroup, table_id: str) -> str:
+    """One config key's frontier at one ISL/OSL: throughput/GPU and interactivity (with their intervals),
+    $ per million output tokens (and the cost behind it) and joules per output token, per frontier point."""
+    rows = []
+    for p in group.points:
+        usd = p.usd_per_mtok_output
+        cost = (f' title="${p.cost_per_gpu_hour:g}/GPU-h from {_e(p.cost_source or "inventory")}"'
+                if p.cost_per_gpu_hour is not None else "")
+        rows.append(
+            f'<tr><td class="l">{_e(p.series_label)}</td><td>{p.conc}</td>'
+            f"<td>{_with_interval(p, 'tput_per_gpu', p.tput_per_gpu)}</td>"
+            f"<td>{_num(p.output_tput_per_gpu)}</td>"
+            f"<td>{_with_interval(p, 'median_intvty', p.median_intvty)}</td>"
+            f'<td class="usd"{cost}>{_num(usd, "{:.3f}")}</td>'
+            f'<td class="jpt">{_num(p.joules_per_token, "{:.3g}")}</td><td class="l">{_e(p.run_label)}</td></tr>'
+        )
+    return (
+        f'<table id="{_e(table_id)}" class="frontier-cost"><thead><tr><th class="l">series</th><th>conc</th>'
+        "<th>tput/GPU</th><th>out tput/GPU</th><th>tok/s/user</th><th>$/Mtok out</th><th>J/tok out</th>"
+        '<th class="l">run</th></tr></thead><tbody>' + "".join(rows) + "</tbody></table>"
+    )
+
+
+def cost_note(points: Sequence[ReportPoint]) -> str:
+    """One paragraph: each runner's cost per GPU-hour and its source, and how $/Mtok is computed."""
+    sources = cost_sources(points)
+    if not sources:
+        return ('<p class="muted" id="cost-sources">No cost per GPU-hour: set <code>cost-per-gpu-hour</code> on the '
+                "inventory's nodes, or pass <code>--cost-per-gpu-hour RUNNER=USD</code>, to see $/Mtok.</p>")
+    listing = "; ".join(f"{_e(runner)}: ${usd:g}/GPU-h ({_e(src)})" for runner, (usd, src) in sources.items())
+    return f'<p class="muted" id="cost-sources">Cost per GPU-hour: {listing}. {_e(COST_FORMULA)}.</p>'
+
+
 def render_report(
     points: Sequence[ReportPoint], *, title: str = "infersweep report", subtitle: str = "",
     plotly_js: str = INLINE, generated_at: datetime | None = None, header_html: str = "",
@@ -200,6 +253,8 @@ def render_report(
     ]
     if not points:
         parts.append("<p><b>No results match this selection.</b></p>")
+    else:
+        parts.append(cost_note(points))
     for i, (key, pts) in enumerate(_group_points(points).items()):
         ok = [p for p in pts if p.ok]
         parts.append(f'<h2 id="group-{i}">{_group_title(key)}</h2>')
@@ -212,6 +267,9 @@ def render_report(
             f2 = throughput_chart(pts, E2E_LATENCY, title=f"Throughput/GPU vs E2E latency · {isl}/{osl}")
             parts.append(f'<div class="charts" id="charts-{i}">' + figure_div(f1, f"chart-{i}-intvty")
                          + figure_div(f2, f"chart-{i}-e2el") + "</div>")
+            for j, group in enumerate(cost_frontiers(pts)):
+                parts.append(f"<h3>Frontier of {_e(group.config_key or group.model)}: cost and energy per output "
+                             f"token</h3>" + frontier_cost_table(group, f"frontier-cost-{i}-{j}"))
         parts.append(f"<h3>All points ({len(pts)})</h3>" + points_table(pts, f"points-{i}"))
     return page(title, "\n".join(parts), plotly_js=plotly_js)
 

@@ -3,7 +3,9 @@
 Understood formats (detected per record):
 
 - **infersweep spool** (`*.jsonl`): `{"kind": "benchmark" | "group" | "run", "data": {...}}` lines. Group
-  records fill the topology a benchmark record leaves out, as the store does.
+  records fill the topology a benchmark record leaves out, as the store does. A benchmark record's `raw`
+  client JSON gives the cost per GPU-hour and joules per output token, its `intervals` the confidence
+  intervals (as the store reads them).
 - **InferenceX aggregate** (`agg_*.json`, `agg_bmk.json`): objects with `hw`, `tput_per_gpu` and
   latencies in seconds (`median_ttft`, …) as written by InferenceX's `utils/process_result.py`.
 - **ReportPoint JSON**: objects with ReportPoint's own field names (`--results-dir` round trips).
@@ -21,7 +23,7 @@ import orjson
 from pydantic import ValidationError
 
 from infersweep.faults.errors import InfersweepError
-from infersweep.report.data import ReportPoint
+from infersweep.report.data import COST_FROM_INVENTORY, ReportPoint, clean_intervals, raw_cost_energy
 
 _FIELDS = set(ReportPoint.model_fields)
 #: InferenceX stores every `*_ms` metric in seconds under the name without `_ms`.
@@ -91,6 +93,12 @@ def _spool_points(records: Iterable[Mapping[str, Any]], *, source: str) -> list[
         run = runs.get((b.get("dag_id", ""), b.get("run_id", "")), {})
         merged = {k: v for k, v in group.items() if k in _FIELDS and v is not None}
         merged.update({k: v for k, v in b.items() if k in _FIELDS and v is not None})
+        cost, jpt = raw_cost_energy(b.get("raw"))
+        if cost is not None and "cost_per_gpu_hour" not in merged:
+            merged["cost_per_gpu_hour"], merged["cost_source"] = cost, COST_FROM_INVENTORY
+        if jpt is not None and "joules_per_token" not in merged:
+            merged["joules_per_token"] = jpt
+        merged["intervals"] = clean_intervals(merged.get("intervals"))
         if run.get("started_at") and "run_started_at" not in merged:
             merged["run_started_at"] = run["started_at"]
         merged["status"] = "ok" if merged.get("status", "ok") == "ok" else "failed"
@@ -115,7 +123,9 @@ def _record_points(obj: Any, *, source: str) -> list[ReportPoint]:
             elif "kind" in rec and "data" in rec:
                 out.extend(_spool_points([rec], source=source))
             else:
-                out.append(ReportPoint(**rec))
+                point = ReportPoint(**rec)
+                # The same shape check as the store's: a malformed interval is dropped, never half-drawn.
+                out.append(point.model_copy(update={"intervals": clean_intervals(point.intervals)}))
         except (ValidationError, KeyError, TypeError, ValueError) as exc:
             raise ResultFileError(
                 f"{source}: record [{i}] is neither an InferenceX aggregate, a spool record nor a ReportPoint: {exc}"

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from infersweep.fsnames import safe_filename
 from infersweep.report.compare import Comparison, compare
-from infersweep.report.data import ReportPoint
+from infersweep.report.data import ReportPoint, apply_costs
 from infersweep.report.gate import EXIT_REGRESSION, GateResult, group_history, run_gate
 from infersweep.report.html import INLINE, render_compare, render_report
 from infersweep.report.metrics import DEFAULT_GATE_METRICS
@@ -102,9 +102,12 @@ class ReportOutcome:
 def build_report(
     out: Path, *, db_url: str | None = None, runs: Sequence[str] = (), results_dir: Path | None = None,
     dag_ids: Sequence[str] = (), title: str = "infersweep report", plotly_js: str = INLINE,
+    costs: Mapping[str, float] | None = None,
 ) -> ReportOutcome:
-    """Load points and write the HTML report to `out`."""
+    """Load points and write the HTML report to `out`. `costs` (runner label → USD per GPU-hour) override or
+    add to the inventory's costs stored with the points (`--cost-per-gpu-hour`)."""
     points, source, summaries = load_selection(db_url=db_url, runs=runs, results_dir=results_dir, dag_ids=dag_ids)
+    points = apply_costs(points, costs or {})
     if summaries is None:
         summaries = summarize_runs(points)
     html = render_report(points, title=title, subtitle=source, plotly_js=plotly_js, summaries=summaries)

@@ -7,11 +7,14 @@ Selectors name what to read, as on the command line:
 - an image tag or digest: every result measured with that image, across runs (several runs of the same
   image are repeats, which the gate uses as its noise estimate).
 
-Only typed columns are read (never the raw client JSON), so a report over thousands of points stays cheap.
+Only typed columns are read, plus two numbers picked out of the raw client JSON inside the database (the
+node's cost per GPU-hour and the telemetry's joules per output token), never the raw JSON itself, so a
+report over thousands of points stays cheap.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -20,7 +23,7 @@ from typing import Any
 from sqlalchemy import Engine, Select, func, or_, select
 
 from infersweep.faults.errors import InfersweepError
-from infersweep.report.data import ReportPoint
+from infersweep.report.data import COST_FROM_INVENTORY, ReportPoint, clean_intervals
 from infersweep.report.summary import RunSummary
 from infersweep.store.models import BenchmarkResult, Run
 
@@ -38,6 +41,9 @@ _DEFAULTS: dict[str, Any] = {
     "tp": 1, "ep": 1, "dp_attn": False, "pp": 1, "client_bound": False,
 }
 _ERROR_CAP = 2000
+#: Where the benchmark step stores them in the raw client JSON (a JSON path, extracted by the database).
+_RAW_COST = ("infersweep", "cost_per_gpu_hour")
+_RAW_JOULES = ("infersweep", "energy", "joules_per_token")
 
 
 class SelectorNotFound(InfersweepError, LookupError):
@@ -50,8 +56,13 @@ class SelectorNotFound(InfersweepError, LookupError):
 def _base_query() -> Select[Any]:
     cols = [getattr(BenchmarkResult, c) for c in _COLUMNS]
     started = func.coalesce(Run.started_at, Run.created_at).label("run_started_at")
+    extras = (
+        BenchmarkResult.intervals,
+        BenchmarkResult.raw[_RAW_COST].as_float().label("cost_per_gpu_hour"),
+        BenchmarkResult.raw[_RAW_JOULES].as_float().label("joules_per_token"),
+    )
     return (
-        select(*cols, Run.dag_id, Run.run_id, started, BenchmarkResult.run_pk)
+        select(*cols, *extras, Run.dag_id, Run.run_id, started, BenchmarkResult.run_pk)
         .join(Run, Run.id == BenchmarkResult.run_pk)
         .order_by(Run.dag_id, Run.run_id, BenchmarkResult.isl, BenchmarkResult.osl, BenchmarkResult.conc)
     )
@@ -66,6 +77,12 @@ def _to_point(row: Any) -> ReportPoint:
     data["status"] = "ok" if data.get("status") == "ok" else "failed"
     if data.get("error"):
         data["error"] = data["error"][:_ERROR_CAP]
+    data["intervals"] = clean_intervals(data.get("intervals"))
+    cost, jpt = data.get("cost_per_gpu_hour"), data.get("joules_per_token")
+    # Not validated below, so the raw JSON's numbers are checked here: a cost is positive and finite.
+    data["cost_per_gpu_hour"] = float(cost) if cost is not None and math.isfinite(cost) and cost > 0 else None
+    data["cost_source"] = COST_FROM_INVENTORY if data["cost_per_gpu_hour"] is not None else None
+    data["joules_per_token"] = float(jpt) if jpt is not None and math.isfinite(jpt) else None
     # The columns are typed by the schema already; skipping re-validation makes loading ~5x faster at
     # fleet size (tens of thousands of rows for a gate with history).
     return ReportPoint.model_construct(**data)

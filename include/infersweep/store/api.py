@@ -286,9 +286,18 @@ class ResultStore:
         config_key: str | None = None,
         gpus: int | None = None,
         measured_at: datetime | None = None,
+        intervals: Mapping[str, Any] | None = None,
+        repeats: Sequence[Mapping[str, Any]] | None = None,
     ) -> None:
-        """Record one point. A point with `error` (or a failed `result`) is stored as a failed row."""
+        """Record one point. A point with `error` (or a failed `result`) is stored as a failed row.
+
+        `intervals` (metric → {lo, hi, level, method, n}) and `repeats` (each repeat's metrics and raw JSON)
+        come with a point measured with confidence intervals or several times on one server."""
         cols = point_columns(result, gpus=gpus) if result is not None else {}
+        if intervals:
+            cols["intervals"] = dict(intervals)
+        if repeats:
+            cols["repeats"] = [dict(r) for r in repeats]
         failed = error is not None or (result is not None and not result.ok)
         if error is None and result is not None and not result.ok:
             error = result.error or "failed point"
@@ -308,6 +317,20 @@ class ResultStore:
         self._write("benchmark", {k: v for k, v in data.items()
                                   if v is not None or k in {"failure_kind", "error", "reused_from_id",
                                                             "reused_from_run_pk"}})
+
+    def set_planned_points(self, group_id: str, n: int) -> None:
+        """The points a group is meant to measure in this run, once a policy (adaptive, SLO search) skipped
+        some: run summaries and the verdict count against it."""
+        self._write("group", {"group_id": group_id, "n_points": n})
+
+    def record_decision(
+        self, *, group_id: str, isl: int, osl: int, conc: int, policy: str, action: str, reason: str, seq: int = 0,
+        detail: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Record why a sweep policy measures or skips a point (`conc` 0: the whole group)."""
+        self._write("decision", {"group_id": group_id, "isl": isl, "osl": osl, "conc": conc, "policy": policy,
+                                 "action": action, "reason": redact(reason)[-MESSAGE_CAP:], "seq": seq,
+                                 "detail": dict(detail) if detail else None})
 
     def record_eval(
         self,

@@ -247,6 +247,34 @@ class BenchmarkResult(_ResultIdentity, _Stamped, Base):
     client_bound: Mapped[bool] = mapped_column(Boolean, default=False)
     metrics: Mapped[dict[str, Any] | None]
     raw: Mapped[dict[str, Any] | None] = mapped_column(JSONType, doc="the benchmark client's JSON, unchanged")
+    intervals: Mapped[dict[str, Any] | None] = mapped_column(
+        JSONType, doc='confidence intervals per headline metric: {"tput_per_gpu": {"lo", "hi", "level", "method", "n"}}')
+    repeats: Mapped[list[Any] | None] = mapped_column(
+        JSONType, doc="every repeat of a repeated point (`repeats: n`): [{repeat, metrics, raw}]; the row's "
+                      "headline columns are their mean, `raw` the first repeat's JSON")
+
+
+class PointDecision(_Stamped, Base):
+    """Why a point (or a whole group, conc 0) was measured or skipped by a sweep policy (adaptive, SLO search).
+
+    The reason is the sentence the run summary shows, e.g. "dominated by TP8 at conc 64 by >= 12%"; `detail`
+    keeps the numbers behind it (bound, frontier value, tolerance) so the decision can be re-checked.
+    """
+
+    __tablename__ = "point_decisions"
+    __table_args__ = (UniqueConstraint("run_pk", "group_pk", "isl", "osl", "conc", "policy"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_pk: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    group_pk: Mapped[int] = mapped_column(ForeignKey("serve_groups.id", ondelete="CASCADE"))
+    isl: Mapped[int]
+    osl: Mapped[int]
+    conc: Mapped[int] = mapped_column(Integer, doc="0 = the whole group")
+    policy: Mapped[str] = mapped_column(String(20), doc="adaptive | slo")
+    action: Mapped[str] = mapped_column(String(20), doc="measure | skip | skip-group")
+    seq: Mapped[int] = mapped_column(Integer, default=0, doc="order of the decision within the group")
+    reason: Mapped[str] = mapped_column(Text)
+    detail: Mapped[dict[str, Any] | None]
 
 
 class EvalResult(_ResultIdentity, _Stamped, Base):

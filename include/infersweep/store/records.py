@@ -18,6 +18,7 @@ from infersweep.store.models import (
     BenchmarkResult,
     EvalResult,
     EvalSample,
+    PointDecision,
     Run,
     ServeGroupRow,
     ServerLog,
@@ -128,6 +129,14 @@ def apply_eval(conn: Connection, data: Mapping[str, Any]) -> None:
     upsert_many(conn, EvalSample, rows, key=("eval_pk", "doc_id"))
 
 
+def apply_decision(conn: Connection, data: Mapping[str, Any]) -> None:
+    values = dict(data)
+    pk = run_pk(conn, values.pop("dag_id"), values.pop("run_id"))
+    values["run_pk"] = pk
+    values["group_pk"] = group_row(conn, pk, values.pop("group_id"))["id"]
+    upsert(conn, PointDecision, values, key=("run_pk", "group_pk", "isl", "osl", "conc", "policy"))
+
+
 def apply_server_log(conn: Connection, data: Mapping[str, Any]) -> None:
     values = dict(data)
     pk = run_pk(conn, values.pop("dag_id"), values.pop("run_id"))
@@ -144,6 +153,7 @@ APPLY: dict[str, Callable[[Connection, Mapping[str, Any]], None]] = {
     "benchmark": apply_benchmark,
     "eval": apply_eval,
     "server_log": apply_server_log,
+    "decision": apply_decision,
 }
 
 

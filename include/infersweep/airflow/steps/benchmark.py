@@ -76,27 +76,40 @@ def on_live_lease(deps: ChainDeps, served: ServedGroup, rc: RunContext, engine: 
 
 
 def benchmark(served: ServedGroup, rc: RunContext, deps: ChainDeps | None = None) -> StepOutcome:
-    """Every pending concurrency, ascending; each point is stored as it finishes, a retry resumes.
+    """Every pending concurrency, ascending (or those the run's point policy picks, see `airflow.policies`);
+    each point is stored as it finishes, a retry resumes.
 
     A server that dies mid-point fails the point (and the task) with its class; the retry starts a fresh
     server under the same lease and measures only the points without a successful row.
     """
+    from infersweep.airflow import policies
+
     deps = deps or ChainDeps.for_run(rc)
     engine = deps.engine(served, rc)
     served = on_live_lease(deps, served, rc, engine)
     group = served.group
+    policy = policies.mode(served, rc.params)
     with recorded_attempt(deps.store, rc, group_id=group.id, node=served.state.lease.node):
         done = deps.store.finished_points(group.id)
         todo = sorted(set(served.concs) - done)
         for conc in sorted(done & set(served.concs)):
             log.info("%s conc %d already measured in this run; skipping", group.id, conc)
-        if todo and not server.alive(deps, engine, served.state.handle):
+        if (todo or policy != "off") and not server.alive(deps, engine, served.state.handle):
             served = server.restart(deps, engine, served, rc)
             # measure on a warm server, as in the first try
-            deps.run_benchmark(bench_config(served, max(todo), warmup_only=True))
+            deps.run_benchmark(bench_config(served, max(todo or served.concs), warmup_only=True))
         with telemetry(deps, served, rc.try_number) as sampler:
-            measure(deps, served, todo, sampler, engine)
-        return StepOutcome(group_id=group.id, measured=tuple(todo), skipped=tuple(sorted(done & set(served.concs))))
+            points = PointMeasurer(deps, served, sampler, engine, rc)
+            if policy == "frontier":
+                todo = policies.run_frontier(deps.store, served, rc, points.measure)
+            elif policy == "slo":
+                todo = policies.run_slo(deps.store, served, rc, points.measure)
+            else:
+                for conc in todo:
+                    points.measure(conc)
+        points.raise_failures()
+        return StepOutcome(group_id=group.id, measured=tuple(todo), skipped=tuple(sorted(done & set(served.concs))),
+                           detail=f"policy {policy}")
 
 
 @contextlib.contextmanager
@@ -118,41 +131,102 @@ def telemetry(deps: ChainDeps, served: ServedGroup, try_number: int) -> Iterator
                                      text="\n".join(json.dumps(s.to_json()) for s in series))
 
 
-def measure(deps: ChainDeps, served: ServedGroup, todo: list[int], sampler: Any, engine: Engine) -> None:
-    """Measure `todo` in order and store each point; a dead server fails its point with the death's class."""
-    from infersweep.telemetry.gpu_metrics import point_energy
+class PointMeasurer:
+    """Measures and stores one point at a time on the group's server (n times with `repeats`), keeping the
+    failures to raise once the policy has finished: a failed top end still lets the lower points run."""
 
-    group, store, lease = served.group, deps.store, served.state.lease
-    handle = served.state.handle
-    identity: dict[str, Any] = {"engine": served.engine, "image": served.image, "image_digest": handle.image_digest,
-                "recipe_fingerprint": served.fingerprint, "engine_version": handle.engine_version,
-                "config_key": group.config_key, "gpus": group.gpus}
-    failed: list[str] = []
-    for conc in todo:
-        heartbeat(store.engine, lease, ttl_s=deps.settings.lease_ttl_s)
+    def __init__(self, deps: ChainDeps, served: ServedGroup, sampler: Any, engine: Engine, rc: RunContext) -> None:
+        self.deps, self.served, self.sampler, self.engine, self.rc = deps, served, sampler, engine, rc
+        self.failed: list[str] = []
+        handle = served.state.handle
+        self.identity: dict[str, Any] = {
+            "engine": served.engine, "image": served.image, "image_digest": handle.image_digest,
+            "recipe_fingerprint": served.fingerprint, "engine_version": handle.engine_version,
+            "config_key": served.group.config_key, "gpus": served.group.gpus}
+
+    def _run(self, conc: int) -> tuple[dict[str, Any], PointResult]:
+        """One benchmark run of `conc`, its energy attached; a dead server is stored and raised with its class."""
+        from infersweep.telemetry.gpu_metrics import point_energy
+
+        served, deps, group = self.served, self.deps, self.served.group
+        heartbeat(deps.store.engine, served.state.lease, ttl_s=deps.settings.lease_ttl_s)
         try:
             result = deps.run_benchmark(bench_config(served, conc))
-            result.setdefault("infersweep", {})["energy"] = point_energy(
-                sampler, result, expected_gpus=group.gpus, time_scale=served.time_scale)
+            extra = result.setdefault("infersweep", {})
+            extra["energy"] = point_energy(self.sampler, result, expected_gpus=group.gpus,
+                                           time_scale=served.time_scale)
+            cost = served.state.node.cost_per_gpu_hour
+            if cost is not None:  # the owner's price of this node's GPUs, for $/Mtok in reports
+                extra["cost_per_gpu_hour"] = cost
         except Exception as exc:
-            died = server.death(deps, served, engine, conc)
-            store.record_benchmark(group_id=group.id, isl=group.isl, osl=group.osl, conc=conc,
-                                   error=died or exc, **identity)
+            died = server.death(deps, served, self.engine, conc)
+            deps.store.record_benchmark(group_id=group.id, isl=group.isl, osl=group.osl, conc=conc,
+                                        error=died or exc, **self.identity)
             if died is not None:
                 raise died from exc
             raise
-        point = PointResult.from_client(result, time_scale=served.time_scale)
-        died = server.death(deps, served, engine, conc) if not point.ok else None
-        store.record_benchmark(group_id=group.id, isl=group.isl, osl=group.osl, conc=conc, result=point,
-                               error=died, **identity)
+        return result, PointResult.from_client(result, time_scale=served.time_scale)
+
+    def measure(self, conc: int) -> PointResult:
+        """Measure `conc` (n repeats on the same server), store it with its confidence intervals, return it."""
+        from infersweep.airflow.policies import repeats
+        from infersweep.bench.intervals import combine_repeats, point_intervals
+
+        served, deps, group = self.served, self.deps, self.served.group
+        n = repeats(served, self.rc.params, conc)
+        runs = []
+        for _ in range(n):
+            _result, point = self._run(conc)
+            runs.append(point)
+            if not point.ok:
+                break  # a failed repeat fails the point; more runs would not change that
+        first = runs[0]
+        raws = [p.raw or {} for p in runs]
+        died = server.death(deps, served, self.engine, conc) if not runs[-1].ok else None
+        point, intervals, repeat_rows = first, {}, None
+        if all(p.ok for p in runs):
+            if n > 1:
+                values, found = combine_repeats(raws, gpus=group.gpus)
+                point = _with_means(first, values, group.gpus)
+                repeat_rows = [{"repeat": i, "metrics": p.metrics, "raw": p.raw} for i, p in enumerate(runs)]
+            else:
+                found = point_intervals(raws[0], gpus=group.gpus)
+            intervals = {k: v.to_json() for k, v in found.items()}
+        else:
+            point = runs[-1]
+        deps.store.record_benchmark(group_id=group.id, isl=group.isl, osl=group.osl, conc=conc, result=point,
+                                    error=died, intervals=intervals or None, repeats=repeat_rows, **self.identity)
         if died is not None:
             raise died
         if not point.ok:
-            failed.append(f"conc {conc}: {point.error or 'failed'}")
-        log.info("%s conc %d: %.1f tok/s/gpu, median TPOT %.2f ms [%s]", group.id, conc,
-                 (point.metrics.get("total_token_throughput") or 0.0) / group.gpus,
-                 point.metrics.get("median_tpot_ms") or 0.0, point.status)
-    if failed:
-        text = f"{group.id}: benchmark points failed: " + " | ".join(failed)
-        kind = "length_mismatch" if all("length violations" in f for f in failed) else "failed_requests_over_threshold"
-        raise ClassifiedError(kind, text)
+            self.failed.append(f"conc {conc}: {point.error or 'failed'}")
+        tput = intervals.get("tput_per_gpu")
+        band = f" [{tput['lo']:.1f}, {tput['hi']:.1f}] ({tput['method']}, n={tput['n']})" if tput else ""
+        log.info("%s conc %d: %.1f tok/s/gpu%s, median TPOT %.2f ms [%s]%s", group.id, conc,
+                 (point.metrics.get("total_token_throughput") or 0.0) / group.gpus, band,
+                 point.metrics.get("median_tpot_ms") or 0.0, point.status, f", {n} repeats" if n > 1 else "")
+        return point
+
+    def raise_failures(self) -> None:
+        """Fail the task (with its class) when a point failed, after every point the policy wanted was run."""
+        if self.failed:
+            text = f"{self.served.group.id}: benchmark points failed: " + " | ".join(self.failed)
+            kind = ("length_mismatch" if all("length violations" in f for f in self.failed)
+                    else "failed_requests_over_threshold")
+            raise ClassifiedError(kind, text)
+
+
+#: The client metric behind each interval the store keeps (per-GPU ones are scaled back to the server).
+_CLIENT_METRIC = {"tput_per_gpu": "total_token_throughput", "output_tput_per_gpu": "output_throughput"}
+
+
+def _with_means(point: PointResult, values: dict[str, float], gpus: int) -> PointResult:
+    """The first repeat's point with its headline metrics replaced by the mean over the repeats (the raw
+    JSON stays the first repeat's; every repeat's is kept in the row's `repeats`)."""
+    metrics = dict(point.metrics)
+    for name, value in values.items():
+        if name in _CLIENT_METRIC:
+            metrics[_CLIENT_METRIC[name]] = value * gpus
+        elif name in metrics:
+            metrics[name] = value
+    return point.model_copy(update={"metrics": metrics})

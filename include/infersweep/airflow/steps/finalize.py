@@ -45,8 +45,37 @@ def finalize_run(config_key: str, rc: RunContext) -> RunOutcome:
     skipped = {kind: int(v.get("jobs", 0)) for kind, v in (summary.get("not_executed") or {}).items()}
     for kind, n in skipped.items():
         log.warning("run %s: %s: %d jobs planned, not executed", rc.run_id, kind, n)
+    policy = policy_summary(store)
+    for line in policy.get("lines", []):
+        log.info("run %s: %s", rc.run_id, line)
     return RunOutcome(status=status, label=summary.get("label"), failures=failures, not_executed=skipped,
-                      report=str(report_path) if report_path else None)
+                      report=str(report_path) if report_path else None, policy=policy)
+
+
+def policy_summary(store: ResultStore) -> dict[str, Any]:
+    """What the run's point policies decided: counts per policy and action, the SLO search's results, and one
+    line per skipped group (the run summary's "adaptive" part). Empty when the run measured its full ladder."""
+    from infersweep.store.sweep_state import run_decisions
+
+    decisions = run_decisions(store.engine, dag_id=store.dag_id, run_id=store.run_id)
+    if not decisions:
+        return {}
+    counts: dict[str, dict[str, int]] = {}
+    lines: list[str] = []
+    for d in decisions:
+        by_action = counts.setdefault(d["policy"], {})
+        if d["conc"] > 0:
+            by_action[d["action"]] = by_action.get(d["action"], 0) + 1
+        elif d["action"] == "skip-group":
+            by_action["skip-group"] = by_action.get("skip-group", 0) + 1
+            lines.append(f"adaptive: group {d['group_id']} skipped: {d['reason']}")
+        elif d["policy"] == "slo":
+            lines.append(f"slo: group {d['group_id']}: {d['reason']}")
+    for policy, by_action in counts.items():
+        measured, skipped = by_action.get("measure", 0), by_action.get("skip", 0)
+        lines.insert(0, f"{policy}: measured {measured} of {measured + skipped} ladder points, skipped {skipped}"
+                        + (f" ({by_action['skip-group']} groups whole)" if by_action.get("skip-group") else ""))
+    return {"counts": counts, "lines": lines}
 
 
 def judge_run(rc: RunContext, *, triggering_user: str | None = None,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime
 
-from infersweep.airflow import server
+from infersweep.airflow import policies, server
 from infersweep.airflow.context import RunContext, recorded_attempt
 from infersweep.airflow.deps import ChainDeps
 from infersweep.airflow.lease import acquire_or_reschedule, leased_node
@@ -25,6 +25,8 @@ def serve(work: WorkItem, rc: RunContext, deps: ChainDeps | None = None) -> Serv
             raise ClassifiedError(
                 "config_error", f"no nodes in the inventory for runner label {group.runner!r}; add "
                 f"`inventory: {{{group.runner}: [{{name: ..., docker-url: ...}}]}}` to the sweep file")
+        # An adaptive run skips a group a prior shows dominated before it takes a node (GroupSkipped).
+        policies.skip_if_dominated(deps.store, work, rc)
         lease = acquire_or_reschedule(deps, group, work.nodes, rc)
         with leased_node(deps, group, lease, concs=work.concs):
             node = lease.node_spec(work.nodes)

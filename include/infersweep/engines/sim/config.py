@@ -22,6 +22,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from infersweep.engines.sim.noise import DEFAULT_TAU_S, MAX_SIGMA, NoiseModel
 from infersweep.engines.sim.profiles import Precision, find_model_profile, precision_from_model_id
 from infersweep.recipes.model import CONFIG_DIR, Recipe
 
@@ -93,6 +94,11 @@ class SimConfig(BaseModel):
     accuracy: float = Field(default=1.0, ge=0, le=1)
     answer_seed: int = 0
     seed: int = 0
+    noise_run_sigma: float = Field(default=0.0, ge=0, le=MAX_SIGMA,
+                                   description="relative σ of the slow run-to-run speed factor (0: off)")
+    noise_step_sigma: float = Field(default=0.0, ge=0, le=MAX_SIGMA, description="relative σ of per-step jitter")
+    noise_seed: int = Field(default=0, ge=0)
+    noise_tau_s: float = Field(default=DEFAULT_TAU_S, gt=0, description="run factor's correlation time (sim s)")
     fail_at_start: Literal["kv-oom"] | None = None
     die_after_requests: int | None = Field(default=None, ge=1)
     startup_delay: float = Field(default=0.0, ge=0)
@@ -109,6 +115,13 @@ class SimConfig(BaseModel):
         if self.accuracy != 1.0 and not self.answer_key:
             raise ValueError("--accuracy needs --answer-key")
         return self
+
+    @property
+    def noise(self) -> NoiseModel | None:
+        """The step-time noise model, None when both sigmas are 0 (the default)."""
+        model = NoiseModel(run_sigma=self.noise_run_sigma, step_sigma=self.noise_step_sigma, seed=self.noise_seed,
+                           tau_s=self.noise_tau_s)
+        return model if model.enabled else None
 
     @property
     def kv_dtype_bytes(self) -> float:
@@ -177,6 +190,13 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--accuracy", type=float, default=1.0, help="fraction of key questions answered right")
     g.add_argument("--answer-seed", type=int, default=0)
     g.add_argument("--seed", type=int, default=0)
+    n = p.add_argument_group("noise (run-to-run and per-step variation of step times; off by default)")
+    n.add_argument("--noise-run-sigma", type=float, default=0.0,
+                   help="relative σ of a slowly drifting speed factor (e.g. 0.03: runs differ by ~3%%)")
+    n.add_argument("--noise-step-sigma", type=float, default=0.0, help="relative σ of i.i.d. per-step jitter")
+    n.add_argument("--noise-seed", type=int, default=0, help="seed of the noise path")
+    n.add_argument("--noise-tau-s", type=float, default=DEFAULT_TAU_S,
+                   help="correlation time of the speed factor in simulated seconds")
     g.add_argument("--ignored-recipe-flags", dest="noop_recipe_flags", default="",
                    help="comma-separated recipe flags that have no effect here (listed in /version)")
     f = p.add_argument_group("faults")
@@ -230,6 +250,8 @@ def parse_sim_argv(argv: Sequence[str]) -> SimConfig:
             kv_free_gpu_memory_fraction=ns.kv_free_gpu_memory_fraction, max_model_len=ns.max_model_len, block_size=ns.block_size, enable_chunked_prefill=ns.chunked,
             stream_interval=ns.stream_interval, merge_late_steps=ns.merge_late_steps, step_overhead_ms=ns.step_overhead_ms, tokenizer=ns.tokenizer,
             answer_key=ns.answer_key, accuracy=ns.accuracy, answer_seed=ns.answer_seed, seed=ns.seed,
+            noise_run_sigma=ns.noise_run_sigma, noise_step_sigma=ns.noise_step_sigma, noise_seed=ns.noise_seed,
+            noise_tau_s=ns.noise_tau_s,
             fail_at_start=ns.fail_at_start, die_after_requests=ns.die_after_requests,
             startup_delay=ns.startup_delay, fault_once=ns.fault_once, ignored_flags=ignored,
             ignored_recipe_flags=tuple(f for f in ns.noop_recipe_flags.split(",") if f),

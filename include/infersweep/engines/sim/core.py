@@ -123,6 +123,7 @@ class SimCore:
                 enable_chunked_prefill=cfg.enable_chunked_prefill,
             ),
             self.roofline,
+            noise=cfg.noise,
         )
         self.tokenizer: SimTokenizer = load_tokenizer(cfg.tokenizer, vocab_size=self.profile.vocab_size)
         self.vocab_size = self.tokenizer.vocab_size
@@ -309,5 +310,8 @@ class SimCore:
             "kv_cache_tokens": self.kv_capacity_tokens, "max_num_seqs": cfg.max_num_seqs,
             "max_num_batched_tokens": cfg.max_num_batched_tokens, "tokenizer": cfg.tokenizer or "builtin",
             "ignored_vllm_flags": list(cfg.ignored_flags),
+            # Only when on, so a noiseless server's /version is exactly what it was.
+            **({"noise": {"run_sigma": cfg.noise_run_sigma, "step_sigma": cfg.noise_step_sigma,
+                          "seed": cfg.noise_seed, "tau_s": cfg.noise_tau_s}} if cfg.noise is not None else {}),
             **({"ignored_recipe_flags": list(cfg.ignored_recipe_flags)} if cfg.flavor != "vllm" else {}),
         }

@@ -8,8 +8,9 @@ can drive it without wall time. Each `step()`:
    blocks and sending it back to the front of the waiting queue to be recomputed (vLLM V1's policy);
 2. if nothing was preempted, admits waiting sequences while the token budget
    (`max_num_batched_tokens`), `max_num_seqs` and free KV blocks allow, chunking long prefills;
-3. prices the batch with the roofline model, advances the clock, and samples one token for every
-   sequence whose scheduled tokens reached its end.
+3. prices the batch with the roofline model (times the noise multiplier when a `NoiseModel` is given:
+   see `noise.py`), advances the clock, and samples one token for every sequence whose scheduled tokens
+   reached its end.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Protocol
 
+from infersweep.engines.sim.noise import NoiseModel, NoiseSampler
 from infersweep.engines.sim.roofline import StepCost
 
 
@@ -93,9 +95,11 @@ class StepOutput:
 class Scheduler:
     """Continuous batching over a paged KV cache; see the module docstring for the policy."""
 
-    def __init__(self, config: SchedulerConfig, pricer: StepPricer) -> None:
+    def __init__(self, config: SchedulerConfig, pricer: StepPricer, *, noise: NoiseModel | None = None) -> None:
         self.config = config
         self.pricer = pricer
+        # Disabled noise is dropped here so the noiseless step path stays exactly as it was (bit-identical).
+        self.noise: NoiseSampler | None = noise.sampler() if noise is not None and noise.enabled else None
         self.clock = 0.0
         self.waiting: deque[SimRequest] = deque()
         self.running: list[SimRequest] = []
@@ -214,6 +218,12 @@ class Scheduler:
 
         start = self.clock
         cost = self.pricer.step_cost(num_tokens, context, pairs) if num_tokens else _IDLE
+        if self.noise is not None and num_tokens:
+            # Every part scales alike: the step is as memory- or compute-bound as modelled, only slower or
+            # faster (clock, thermals), so power and busy-time accounting stay consistent.
+            f = self.noise.multiplier(start)
+            cost = StepCost(total_s=cost.total_s * f, memory_s=cost.memory_s * f, compute_s=cost.compute_s * f,
+                            overhead_s=cost.overhead_s * f)
         self.clock = end = start + cost.total_s
         self.steps_total += 1
 
