@@ -115,9 +115,13 @@ def build_scope(store: ResultStore, work: WorkItem, rc: RunContext) -> Scope:
         if label in history:
             prior, source, margin = history_prior(history[label]), "history", settings.prior_margin.history
         elif "roofline" in settings.priors and row["recipe"]:
-            prior = roofline_prior(Recipe.model_validate(row["recipe"]), gpu_profile=gpu,
-                                   model_profile=work.sim.model_profile, isl=g.isl, osl=g.osl, concs=concs,
-                                   gpus=(row["tp"] or 1) * (row["pp"] or 1) * (row["pcp_size"] or 1))
+            # The offline model costs seconds per concurrency at fleet sizes: other groups need it only where
+            # they were measured (to calibrate it), this group everywhere.
+            wanted = concs if row["group_id"] == g.id else tuple(sorted(c for c in measured if measured[c].ok))
+            if wanted:
+                prior = roofline_prior(Recipe.model_validate(row["recipe"]), gpu_profile=gpu,
+                                       model_profile=work.sim.model_profile, isl=g.isl, osl=g.osl, concs=wanted,
+                                       gpus=(row["tp"] or 1) * (row["pp"] or 1) * (row["pcp_size"] or 1))
             source, margin = "roofline", settings.prior_margin.roofline
         topologies.append(Topology(row["group_id"], label, concs, measured=measured, prior=prior,
                                    prior_source=source, prior_margin=margin, mode=settings.concurrencies))
@@ -138,6 +142,15 @@ def skip_if_dominated(store: ResultStore, work: WorkItem, rc: RunContext) -> Non
     has measured (raises GroupSkipped after recording why, for the group and each of its points)."""
     if mode(work, rc.params) != "frontier" or not work.adaptive.group_skip:
         return
+    from infersweep.store.sweep_state import scope_groups, scope_points
+
+    g = work.group
+    store.flush()
+    ids = [r["group_id"] for r in scope_groups(store.engine, dag_id=rc.dag_id, run_id=rc.run_id,
+                                               config_key=g.config_key, isl=g.isl, osl=g.osl)]
+    if not any(p["status"] == "ok" for p in scope_points(store.engine, dag_id=rc.dag_id, run_id=rc.run_id,
+                                                         group_ids=ids, isl=g.isl, osl=g.osl)):
+        return  # nothing measured yet: no frontier to be dominated by (and no prior to compute on every poke)
     scope = build_scope(store, work, rc)
     topo = scope.topology(work.group.id)
     if topo.measured:

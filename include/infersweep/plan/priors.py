@@ -34,34 +34,46 @@ def roofline_prior(recipe: Recipe, *, gpu_profile: str | None, model_profile: st
     recipe: no profile for its model or GPU, a flag it does not know, or a server that would not fit)."""
     if gpu_profile is None:
         return {}
-    return dict(_roofline(recipe.model_dump_json(), gpu_profile, model_profile, isl, osl, concs, gpus))
+    out = {}
+    for conc in concs:
+        if conc > MAX_PRIOR_CONC:
+            continue
+        obs = _roofline_point(recipe.model_dump_json(), gpu_profile, model_profile, isl, osl, conc, gpus)
+        if obs is not None:
+            out[conc] = obs
+    return out
 
 
-@functools.lru_cache(maxsize=256)
-def _roofline(recipe_json: str, gpu_profile: str, model_profile: str | None, isl: int, osl: int,
-              concs: tuple[int, ...], gpus: int) -> tuple[tuple[int, Observation], ...]:
+@functools.lru_cache(maxsize=64)
+def _sim_core(recipe_json: str, gpu_profile: str, model_profile: str | None) -> object | None:
+    """The simulator's engine for a recipe (None when it cannot model it); cached, it parses profiles."""
     from infersweep.engines.sim.config import parse_sim_argv, recipe_to_sim_argv
     from infersweep.engines.sim.core import SimCore
-    from infersweep.engines.sim.offline import closed_loop
     from infersweep.engines.sim.profiles import find_model_profile
 
     recipe = Recipe.model_validate_json(recipe_json)
     if model_profile is None and find_model_profile(recipe.model) is None:
-        return ()
+        return None
     try:
         argv = recipe_to_sim_argv(recipe, model_profile=model_profile, gpu_profile=gpu_profile)
-        core = SimCore(parse_sim_argv(argv[2:]))
+        return SimCore(parse_sim_argv(argv[2:]))
     except (SystemExit, Exception) as exc:  # argparse exits on a flag the sim does not model
         log.info("no roofline prior for %s on %s: %s", recipe.model, gpu_profile, exc)
-        return ()
-    out = []
-    for conc in concs:
-        if conc > MAX_PRIOR_CONC:
-            continue
-        try:
-            p = closed_loop(core.roofline, core.scheduler.config, concurrency=conc, isl=isl, osl=osl,
-                            num_requests=max(WAVES * conc, 8))
-        except RuntimeError:
-            continue
-        out.append((conc, Observation(conc, p.interactivity, p.total_throughput / gpus)))
-    return tuple(out)
+        return None
+
+
+@functools.lru_cache(maxsize=4096)
+def _roofline_point(recipe_json: str, gpu_profile: str, model_profile: str | None, isl: int, osl: int, conc: int,
+                    gpus: int) -> Observation | None:
+    """One concurrency of the prior (cached: the policy asks again after every measured point)."""
+    from infersweep.engines.sim.offline import closed_loop
+
+    core = _sim_core(recipe_json, gpu_profile, model_profile)
+    if core is None:
+        return None
+    try:
+        p = closed_loop(core.roofline, core.scheduler.config, concurrency=conc, isl=isl, osl=osl,  # type: ignore[attr-defined]
+                        num_requests=max(WAVES * conc, 8))
+    except RuntimeError:
+        return None
+    return Observation(conc, p.interactivity, p.total_throughput / gpus)
