@@ -72,6 +72,8 @@ def test_adaptive_frontier_search_through_the_dag(tmp_path: Path) -> None:
     # The points the policy measured are stored, each with intervals from the within-run bootstrap.
     assert all(row["intervals"] and "tput_per_gpu" in row["intervals"] for row in rows if row["status"] == "ok")
     assert "adaptive" in out and "skip" in out  # the decisions are in the task log too
+    # ... and in the run summary (finalize's log and the verdict's note).
+    assert f"adaptive: measured {len(rows)} of {len(per_point)} ladder points" in out
 
 
 @pytest.mark.e2e

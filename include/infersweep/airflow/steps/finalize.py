@@ -87,6 +87,9 @@ def judge_run(rc: RunContext, *, triggering_user: str | None = None,
 
     store = open_store(rc, AirflowSettings.from_env())
     verdict = run_verdict(collect_run_facts(store), dry_run=bool(rc.params.get("dry_run")))
+    policy = policy_summary(store).get("lines", [])
+    if policy:  # what the adaptive / SLO policy measured and skipped, in the run's note too
+        verdict = verdict.model_copy(update={"note": "\n".join([verdict.note, *policy])})
     for line in verdict.note.splitlines():
         (log.error if verdict.failed else log.info)("%s", line)
     log.info("run note: %s", set_run_note(rc.dag_id, rc.run_id, verdict.note, triggering_user=triggering_user))
