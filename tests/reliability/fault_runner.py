@@ -48,16 +48,17 @@ def _arm_retry_after_write(tp: int, marker: str) -> None:
     # The module, not the `benchmark` step function that `infersweep.airflow.steps` re-exports.
     step = importlib.import_module("infersweep.airflow.steps.benchmark")
 
-    real = step.measure
+    # After every point of the group is stored (the last thing the benchmark step does before it returns).
+    real = step.PointMeasurer.raise_failures
 
-    def measure(deps: Any, served: Any, *args: Any, **kwargs: Any) -> None:
-        real(deps, served, *args, **kwargs)
-        if served.group.tp == tp and not os.path.exists(marker):
+    def raise_failures(self: Any) -> None:
+        real(self)
+        if self.served.group.tp == tp and not os.path.exists(marker):
             Path(marker).touch()
             print(f"FAULT-INJECTED retry_after_write tp={tp}", flush=True)
             raise ConnectionResetError(errno.ECONNRESET, "Connection reset by peer (injected after the write)")
 
-    step.measure = measure  # type: ignore[assignment]
+    step.PointMeasurer.raise_failures = raise_failures  # type: ignore[method-assign]
 
 
 def main() -> int:

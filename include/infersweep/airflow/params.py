@@ -31,6 +31,9 @@ def _param(default: Any, **schema: Any) -> Param:
     return Param(default, **schema)
 
 
+#: `repeats` as the form's text field sends it: 1 to MAX_REPEATS (20).
+_REPEATS_PATTERN = "^([1-9]|1[0-9]|20)$"
+
 #: List params of integers. The form's multi-select sends its choices as strings (`value: String(option)`
 #: in Airflow's `FieldMultiSelect`), so their items also accept the decimal string of an allowed value and
 #: `param_values` turns them back into ints before any step reads them.
@@ -117,10 +120,12 @@ def build_params(
             "frontier: only points that can still move the Pareto frontier (skips are logged with reasons); slo: "
             "bisect for the largest concurrency meeting the sweep file's SLO targets.",
         ),
+        # A decimal string, not an integer: Airflow's form renders ["null", "integer"] as no text field, and it
+        # would send the value as a string anyway; `param_values` turns it back into an int.
         "repeats": _param(
-            None, type=["null", "integer"], minimum=1, maximum=MAX_REPEATS,
-            description="Measure every point this many times on its server (confidence intervals across runs). "
-            "Empty = the sweep file's `repeats`.",
+            None, type=["null", "string", "integer"], pattern=_REPEATS_PATTERN, minimum=1, maximum=MAX_REPEATS,
+            description=f"Measure every point this many times on its server (confidence intervals across runs), "
+            f"1 to {MAX_REPEATS}. Empty = the sweep file's `repeats`.",
         ),
     }
 
