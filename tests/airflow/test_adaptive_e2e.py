@@ -79,7 +79,7 @@ def test_adaptive_frontier_search_through_the_dag(tmp_path: Path) -> None:
 @pytest.mark.e2e
 def test_slo_search_with_repeats_through_the_dag(tmp_path: Path) -> None:
     url, home = _home(tmp_path)
-    result = home.run(KEY, {"adaptive": "slo", "repeats": 2, "tp": [1]})
+    result = home.run(KEY, {"adaptive": "slo", "repeats": "2", "tp": [1]})
     assert result["state"] == "success", result
     decisions = [d for d in run_decisions(get_engine(url), dag_id=KEY, run_id=result["run_id"]) if d["policy"] == "slo"]
     measured = [d["conc"] for d in decisions if d["action"] == "measure" and d["conc"] > 0]

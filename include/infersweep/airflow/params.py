@@ -120,10 +120,10 @@ def build_params(
             "frontier: only points that can still move the Pareto frontier (skips are logged with reasons); slo: "
             "bisect for the largest concurrency meeting the sweep file's SLO targets.",
         ),
-        # A decimal string, not an integer: Airflow's form renders ["null", "integer"] as no text field, and it
-        # would send the value as a string anyway; `param_values` turns it back into an int.
+        # A decimal string ("3"), not an integer: Airflow 3.3's form renders a type list with a number (or with
+        # two non-null types) as no plain text field; `param_values` turns it into an int before any step reads it.
         "repeats": _param(
-            None, type=["null", "string", "integer"], pattern=_REPEATS_PATTERN, minimum=1, maximum=MAX_REPEATS,
+            None, type=["null", "string"], pattern=_REPEATS_PATTERN,
             description=f"Measure every point this many times on its server (confidence intervals across runs), "
             f"1 to {MAX_REPEATS}. Empty = the sweep file's `repeats`.",
         ),
@@ -194,4 +194,7 @@ def param_values(params: dict[str, Any]) -> dict[str, Any]:
         if isinstance(values.get(key), list | tuple):
             # Already validated by Airflow against the schema: each item is an int or its decimal string.
             values[key] = list(dict.fromkeys(int(v) for v in values[key]))
+    repeats = values.get("repeats")
+    if isinstance(repeats, str):  # validated against _REPEATS_PATTERN; an emptied field means the sweep file's
+        values["repeats"] = int(repeats) if repeats.strip() else None
     return values
