@@ -15,6 +15,24 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
 TOKENIZER = str(ROOT / "tests" / "fixtures" / "tokenizer")
+#: The real-vLLM (CPU) lane's venv, made by scripts/real_engine/install.sh.
+VENV_VLLM = ROOT / ".venv-vllm"
+
+
+def real_lane_model() -> Path | None:
+    """The real-vLLM lane's converted model, with the lane's `vllm` set for the product's process engine and
+    the hub offline; None (after printing a SKIP line) when scripts/real_engine/install.sh has not run."""
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    from tests.real_engine.test_real_chain import real_model_dir  # one definition of the cache path
+
+    model = real_model_dir()
+    if not (VENV_VLLM / ".installed").exists() or not (model / ".converted").exists():
+        print(f"SKIP: needs {VENV_VLLM} and {model}: run scripts/real_engine/install.sh first")
+        return None
+    os.environ.setdefault("INFERSWEEP_VLLM_BIN", str(VENV_VLLM / "bin" / "vllm"))
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    return model
 
 
 def pin(cores: set[int] | None):

@@ -47,20 +47,20 @@ ScopeData = dict[str, tuple[str, Ladder]]
 
 
 # ------------------------------------------------------------------------------------------- sim recording
-def _sim_setup(group: Any, recipe: Any, gpu: str) -> tuple[Any, Any, str]:
-    """Roofline and scheduler config of a group on the simulator, as `infersweep sim serve` builds them."""
-    from infersweep.engines.sim.config import parse_sim_argv, recipe_to_sim_argv
-    from infersweep.engines.sim.core import SimCore
+def _sim_setup(recipe: Any, gpu: str) -> tuple[Any, Any]:
+    """Roofline and scheduler config of a recipe on the simulator (plan.priors builds them as `infersweep sim
+    serve` does); fleet models without a profile of their own get a stand-in one."""
     from infersweep.engines.sim.profiles import find_model_profile
+    from infersweep.plan.priors import sim_core
 
     profile = None
     if find_model_profile(recipe.model) is None:
         moe = any(w in recipe.model.lower() for w in ("deepseek", "kimi", "qwen3-235", "gpt-oss", "minimax", "glm"))
         profile = STAND_IN["moe" if moe else "dense"]
-    argv = recipe_to_sim_argv(recipe, model_profile=profile, gpu_profile=gpu)
-    cfg = parse_sim_argv(argv[2:])
-    core = SimCore(cfg)
-    return core.roofline, core.scheduler.config, cfg.model_profile
+    core = sim_core(recipe, gpu, profile)
+    if core is None:
+        raise ValueError(f"the simulator cannot model {recipe.model} on {gpu} (an unknown flag, or it does not fit)")
+    return core.roofline, core.scheduler.config
 
 
 def record_sim_ladder(group: Any, recipe: Any, gpu: str, *, run_sigma: float, step_sigma: float,
@@ -69,7 +69,7 @@ def record_sim_ladder(group: Any, recipe: Any, gpu: str, *, run_sigma: float, st
     from infersweep.engines.sim.noise import NoiseModel
     from infersweep.engines.sim.offline import closed_loop
 
-    roofline, config, _profile = _sim_setup(group, recipe, gpu)
+    roofline, config = _sim_setup(recipe, gpu)
     noisy: Ladder = {}
     clean: Ladder = {}
     for conc in group.concs:

@@ -24,11 +24,10 @@ from statistics import mean, median
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-VENV_VLLM = ROOT / ".venv-vllm"
 CONFIG = ROOT / "configs" / "smollm2-cpu.yaml"
 SERVED = "smollm2-135m"
 sys.path.insert(0, str(ROOT))
-from tests.real_engine.test_real_chain import real_model_dir  # noqa: E402  (one definition of the cache path)
+from _harness import VENV_VLLM, real_lane_model  # noqa: E402
 
 KEYS = ["request_throughput", "output_throughput", "total_token_throughput",
         "mean_ttft_ms", "median_ttft_ms", "p99_ttft_ms", "mean_tpot_ms", "median_tpot_ms", "p99_tpot_ms",
@@ -124,12 +123,9 @@ def main() -> int:
     ap.add_argument("--osl", type=int, default=64)
     ap.add_argument("--repeats", type=int, default=2)
     a = ap.parse_args()
-    model = real_model_dir()
-    if not (VENV_VLLM / ".installed").exists() or not (model / ".converted").exists():
-        print(f"SKIP: needs {VENV_VLLM} and {model}: run scripts/real_engine/install.sh first")
+    model = real_lane_model()
+    if model is None:
         return 0
-    os.environ.setdefault("INFERSWEEP_VLLM_BIN", str(VENV_VLLM / "bin" / "vllm"))
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     with tempfile.TemporaryDirectory(prefix="isw-agree-") as work:
         wd = Path(work)
         os.environ["VLLM_CACHE_ROOT"] = str(wd / "vllm-cache")

@@ -39,12 +39,11 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-VENV_VLLM = ROOT / ".venv-vllm"
 CONFIG = ROOT / "configs" / "smollm2-cpu.yaml"
 SERVED = "smollm2-135m"
 DEFAULT_OUT = ROOT / "perf" / "data" / "vllm_cpu_ladder.json"
 sys.path.insert(0, str(ROOT))
-from tests.real_engine.test_real_chain import real_model_dir  # noqa: E402  (one definition of the cache path)
+from _harness import real_lane_model  # noqa: E402
 
 
 def _round(x: Any, digits: int = 6) -> Any:
@@ -170,12 +169,9 @@ def main() -> int:
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
     a = ap.parse_args()
 
-    model = real_model_dir()
-    if not (VENV_VLLM / ".installed").exists() or not (model / ".converted").exists():
-        print(f"SKIP: needs {VENV_VLLM} and {model}: run scripts/real_engine/install.sh first")
+    model = real_lane_model()
+    if model is None:
         return 0
-    os.environ.setdefault("INFERSWEEP_VLLM_BIN", str(VENV_VLLM / "bin" / "vllm"))
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     from infersweep.bench.api import run_benchmark
     from infersweep.bench.config import BenchConfig

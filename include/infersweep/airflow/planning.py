@@ -10,6 +10,7 @@ import logging
 from datetime import date
 from typing import Any
 
+from infersweep.airflow import policies
 from infersweep.airflow.context import RunContext, open_store
 from infersweep.airflow.params import advanced_conf
 from infersweep.airflow.payloads import EvalPlan, WorkItem
@@ -121,10 +122,9 @@ def plan_run(config_key: str, rc: RunContext, *, source: str | None = None) -> l
 
     file_settings = sweep.settings_for(config_key)
     bench, sim = file_settings.bench, file_settings.sim
-    policy = params.get("adaptive") or file_settings.adaptive.mode
-    if policy == "slo" and file_settings.adaptive.slo is None:
-        raise ClassifiedError("config_error", f"adaptive=slo needs SLO targets: add `adaptive: {{slo: {{p99-ttft-ms: "
-                              f"2000, median-tpot-ms: 50}}}}` to the sweep file of {config_key}")
+    policy = policies.mode_of(params, file_settings.adaptive)
+    if policy == "slo":
+        policies.slo_targets(file_settings.adaptive, config_key)  # fail the plan, not every group, without targets
     if policy != "off":
         log.info("point policy: %s (%s)", policy, _policy_line(file_settings.adaptive, policy))
     eval_settings = sweep.eval_for(config_key)

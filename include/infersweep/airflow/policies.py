@@ -21,7 +21,7 @@ from typing import Any
 from infersweep.airflow.context import RunContext
 from infersweep.airflow.payloads import WorkItem
 from infersweep.bench.point import PointResult
-from infersweep.config.adaptive import AdaptiveSettings
+from infersweep.config.adaptive import AdaptiveSettings, SloTargets
 from infersweep.plan.adaptive import (
     AdaptiveOptions,
     Decision,
@@ -32,7 +32,7 @@ from infersweep.plan.adaptive import (
     group_skip,
 )
 from infersweep.plan.adaptive import next_for_topology as adaptive_next
-from infersweep.plan.models import layout_name
+from infersweep.plan.models import layout_of
 from infersweep.plan.priors import history_prior, roofline_prior
 from infersweep.plan.slo import SloSearch
 from infersweep.store.api import ResultStore
@@ -46,10 +46,26 @@ class GroupSkipped(Exception):
     """The policy skipped a whole group before its server started (the task turns it into a skip)."""
 
 
-def mode(work: WorkItem, params: dict[str, Any]) -> str:
+def mode_of(params: dict[str, Any], adaptive: AdaptiveSettings) -> str:
     """The run's policy: the `adaptive` trigger param, else the sweep file's `adaptive.mode`."""
     chosen = params.get("adaptive")
-    return str(chosen) if chosen else work.adaptive.mode
+    return str(chosen) if chosen else adaptive.mode
+
+
+def mode(work: WorkItem, params: dict[str, Any]) -> str:
+    """The policy of a run's work item."""
+    return mode_of(params, work.adaptive)
+
+
+def slo_targets(adaptive: AdaptiveSettings, config_key: str) -> SloTargets:
+    """The SLO search's targets, or the `config_error` naming the fix (a sweep file validates `mode: slo`
+    itself; the `adaptive=slo` trigger param can ask for it on a file without targets)."""
+    if adaptive.slo is None:
+        from infersweep.faults.errors import ClassifiedError
+
+        raise ClassifiedError("config_error", f"adaptive=slo needs SLO targets: add `adaptive: {{slo: {{p99-ttft-ms: "
+                              f"2000, median-tpot-ms: 50}}}}` to the sweep file of {config_key}")
+    return adaptive.slo
 
 
 def repeats(work: WorkItem, params: dict[str, Any], conc: int) -> int:
@@ -64,12 +80,6 @@ def options(settings: AdaptiveSettings) -> AdaptiveOptions:
     """The policy's knobs from the sweep file."""
     return AdaptiveOptions(tolerance=settings.tolerance, noise=settings.noise, max_points=settings.max_points,
                            group_skip=settings.group_skip)
-
-
-def _label(row: dict[str, Any]) -> str:
-    return layout_name(tp=row["tp"] or 1, ep=row["ep"] or 1, dp_attn=bool(row["dp_attn"]), pp=row["pp"] or 1,
-                       dcp_size=row["dcp_size"] or 1, pcp_size=row["pcp_size"] or 1,
-                       spec_decoding=row["spec_decoding"])
 
 
 def _gpu_profile(work: WorkItem) -> str | None:
@@ -100,7 +110,7 @@ def build_scope(store: ResultStore, work: WorkItem, rc: RunContext) -> Scope:
     gpu = _gpu_profile(work)
     topologies = []
     for row in rows:
-        label = _label(row)
+        label = layout_of(row)
         measured = {}
         for p in points:
             if p["group_id"] != row["group_id"]:
@@ -201,18 +211,17 @@ def run_frontier(store: ResultStore, work: WorkItem, rc: RunContext, measure_one
 
 def run_slo(store: ResultStore, work: WorkItem, rc: RunContext, measure_one: MeasureOne) -> list[int]:
     """Bisect this group's ladder for the largest concurrency that meets the SLO targets."""
-    group = work.group
-    slo = work.adaptive.slo
-    if slo is None:  # validated at load time; a param-only switch to slo without targets lands here
-        from infersweep.faults.errors import ClassifiedError
+    from infersweep.store.sweep_state import scope_points
 
-        raise ClassifiedError("config_error", f"adaptive=slo needs targets: add `adaptive: {{slo: {{p99-ttft-ms: "
-                              f"2000, median-tpot-ms: 50}}}}` to the sweep file of {group.config_key}")
+    group = work.group
+    slo = slo_targets(work.adaptive, group.config_key)
     search = SloSearch(work.concs or group.concs, slo.targets(),
                        range_mode=work.adaptive.concurrencies == "range")
-    scope = build_scope(store, work, rc)
-    for done, obs in scope.topology(group.id).measured.items():  # a retry resumes with what is stored
-        search.record(done, _slo_metrics(store, rc, group.id, done) if obs.ok else None, obs.y if obs.ok else None)
+    store.flush()
+    for p in scope_points(store.engine, dag_id=rc.dag_id, run_id=rc.run_id, group_ids=[group.id], isl=group.isl,
+                          osl=group.osl):  # a retry resumes with what is stored, judged as when it was measured
+        ok = p["status"] == "ok"
+        search.record(p["conc"], p["metrics"] if ok else None, p["tput_per_gpu"] if ok else None)
     measured: list[int] = []
     seq = 1
     while (nxt := search.next()) is not None:
@@ -223,7 +232,7 @@ def run_slo(store: ResultStore, work: WorkItem, rc: RunContext, measure_one: Mea
         search.record(nxt, point.metrics if point.ok else None,
                       _tput_per_gpu(point, group.gpus) if point.ok else None)
         measured.append(nxt)
-    for conc in search.allowed if search.range_mode is False else ():
+    for conc in () if search.range_mode else search.concs:  # range mode has no ladder points to account for
         if conc not in search.results:
             record(store, work, Decision(group.id, conc, "skip", search.skip_reason(conc)), policy="slo", seq=seq)
             seq += 1
@@ -238,18 +247,3 @@ def run_slo(store: ResultStore, work: WorkItem, rc: RunContext, measure_one: Mea
 def _tput_per_gpu(point: PointResult, gpus: int) -> float | None:
     total = point.metrics.get("total_token_throughput")
     return float(total) / gpus if isinstance(total, int | float) and math.isfinite(total) else None
-
-
-def _slo_metrics(store: ResultStore, rc: RunContext, group_id: str, conc: int) -> dict[str, float] | None:
-    """A stored point's latency columns (the SLO metrics are the store's column names)."""
-    from sqlalchemy import select
-
-    from infersweep.store.models import BenchmarkResult, Run, ServeGroupRow
-
-    b, r, g = BenchmarkResult.tbl(), Run.tbl(), ServeGroupRow.tbl()
-    cols = [b.c.median_ttft_ms, b.c.p99_ttft_ms, b.c.median_tpot_ms, b.c.p99_tpot_ms, b.c.median_e2el_ms,
-            b.c.p99_e2el_ms]
-    with store.engine.connect() as conn:
-        row = conn.execute(select(*cols).join(r, r.c.id == b.c.run_pk).join(g, g.c.id == b.c.group_pk).where(
-            r.c.dag_id == rc.dag_id, r.c.run_id == rc.run_id, g.c.group_id == group_id, b.c.conc == conc)).mappings().first()
-    return {k: v for k, v in dict(row).items() if v is not None} if row else None

@@ -6,23 +6,22 @@ module decides, from what is already measured, which point to measure next and w
 matter, and says why for every point it skips. It is pure: the DAG's benchmark step (one group at a time)
 and the replay scripts under perf/ (all groups of a scope at once) drive it with the same functions.
 
-The method, in plain words:
+The method, in plain words (docs/adaptive.md has it at length):
 
 1. A *scope* is one config key and sequence length. Its frontier is the Pareto front of every measured
-   point of every topology, drawn as InferenceX draws it: straight lines between the front's vertices.
-2. Each topology's own curve (interactivity falling, throughput rising with concurrency) is concave when
-   throughput is read as a function of interactivity. So between two measured concurrencies the
-   unmeasured ones lie under the extensions of the neighbouring measured segments (the classic sandwich
-   bound of a concave function) and inside the box of their two neighbours. That bound, widened by the
-   measurement noise, is the most an unmeasured point could be.
-3. An interval's *gain* is how far that bound rises above the current frontier, relative to it. Each
-   topology's two end points are measured first (they fix the frontier's reach in interactivity), then
-   always the middle of the interval with the largest gain. When no interval can raise the frontier by
-   more than the tolerance, or the point budget is spent, the sweep stops and every point left is recorded
-   with its reason ("dominated by TP8 at conc 64 by >= 12%").
+   point of every topology, interpolated between vertices as a power law (straight on log-log axes).
+2. An unmeasured point lies inside the box its measured neighbours span (throughput rises and interactivity
+   falls with concurrency), under the extensions of the neighbouring segments on log-log axes (where a
+   topology's curve is close to concave), and near its prior once the prior is calibrated to this run.
+   Every bound is widened by the run-to-run noise allowance.
+3. A point's *gain* is how much it could change the drawn frontier, either way: raise it, or pull it down
+   as a vertex below the line that no measured point dominates. Points nothing bounds yet (each topology's
+   ends) come first, then always the largest gain. When no point can move the frontier by more than the
+   tolerance, or the point budget is spent, the sweep stops and every point left is recorded with its
+   reason ("dominated by TP8 at conc 64 by >= 12%").
 4. A prior (the same topology's earlier results from the store, or the simulator's roofline model) can
-   skip a whole topology before its server boots: when its predicted curve, widened by the prior's
-   margin, is dominated by what this run has already measured.
+   skip a whole topology before its server boots, when none of its points can move the frontier this run
+   has measured.
 """
 
 from __future__ import annotations
@@ -30,7 +29,7 @@ from __future__ import annotations
 import itertools
 import math
 import statistics
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -40,7 +39,7 @@ from infersweep.report.pareto import pareto_front
 #: the bound's apex). The bound is piecewise linear and the frontier too, so this is only a safety net.
 _GRID = 24
 #: A calibrated prior's margin, in multiples of the largest residual seen so far (see `calibrate`).
-SPREAD_K = float(__import__("os").environ.get("SPREAD_K", "1.5"))
+SPREAD_K = 1.5
 
 
 Interp = Literal["log", "linear"]
@@ -206,7 +205,8 @@ def _log_line(p: Observation, q: Observation) -> tuple[float, float] | None:
     return slope, math.log(p.y) - slope * lpx
 
 
-def interval_bound(points: Sequence[Observation], i: int, noise: float) -> tuple[float, float, object]:
+def interval_bound(points: Sequence[Observation], i: int,
+                   noise: float) -> tuple[float, float, Callable[[float], float]]:
     """The upper bound of the unmeasured points between `points[i]` and `points[i + 1]` (ascending
     concurrency, so descending interactivity): the x range and a function giving the bound at x.
 
@@ -241,18 +241,19 @@ def interval_bound(points: Sequence[Observation], i: int, noise: float) -> tuple
     return x_lo, x_hi, bound
 
 
+def _ends(topology: Topology) -> tuple[int | None, int | None]:
+    """The highest and the lowest allowed concurrency that has not failed (a failed top end, e.g. a KV-cache
+    OOM, moves the end down to the next one)."""
+    def usable(c: int) -> bool:
+        return c not in topology.measured or topology.measured[c].ok
+
+    allowed = topology.allowed  # every integer of the range in range mode: searched lazily from each end
+    return (next((c for c in reversed(allowed) if usable(c)), None), next((c for c in allowed if usable(c)), None))
+
+
 def ends_to_measure(topology: Topology) -> list[int]:
-    """The end points still to measure: the highest and the lowest allowed concurrency that has not failed
-    (a failed top end, e.g. a KV-cache OOM, moves the end down to the next one)."""
-    allowed = topology.allowed
-    out = []
-    high = next((c for c in reversed(allowed) if not (c in topology.measured and not topology.measured[c].ok)), None)
-    if high is not None and high not in topology.measured:
-        out.append(high)
-    low = next((c for c in allowed if not (c in topology.measured and not topology.measured[c].ok)), None)
-    if low is not None and low not in topology.measured and low not in out:
-        out.append(low)
-    return out
+    """The end points still to measure, the top end first."""
+    return list(dict.fromkeys(c for c in _ends(topology) if c is not None and c not in topology.measured))
 
 
 # ------------------------------------------------------------------------------------------------ decisions
@@ -325,11 +326,6 @@ class PointBound:
     sources: tuple[str, ...]
     predicted_gain: float = -math.inf
 
-    @property
-    def bounded(self) -> bool:
-        """False when nothing bounds the point on one axis yet (it must be measured to be known)."""
-        return math.isfinite(self.x) and math.isfinite(self.y)
-
 
 def _dominated(x: float, y: float, measured: Sequence[Observation]) -> bool:
     return any(m.x >= x and m.y >= y for m in measured)
@@ -380,7 +376,7 @@ def point_bound(topo: Topology, conc: int, frontier: Frontier, noise: float, cal
         x0, x1 = x0 / widen, min(x1 * widen, x_hi)
         if x1 >= x0:
             xs = [x0 + (x1 - x0) * k / _GRID for k in range(_GRID + 1)]
-            sandwich = max(relative_gain(x, min(bound(x), y_hi), frontier) for x in xs)  # type: ignore[operator]
+            sandwich = max(relative_gain(x, min(bound(x), y_hi), frontier) for x in xs)
             if sandwich < gain:
                 gain = sandwich
                 sources.append("concave sandwich")
@@ -409,7 +405,7 @@ def explain(bound: PointBound, frontier: Frontier, tolerance: float) -> str:
             return f"dominated by {boss.label} at conc {boss.conc} by >= {_pct(bound.gain)} ({how})"
         names = " and ".join(f"{p.label} at conc {p.conc}" for p in (left, right) if p is not None)
         return f"below the frontier through {names} by >= {_pct(bound.gain)} ({how})"
-    return f"could raise the frontier by at most {_pct(bound.gain)}, within the tolerance of {_pct(tolerance)} ({how})"
+    return f"could move the frontier by at most {_pct(bound.gain)}, within the tolerance of {_pct(tolerance)} ({how})"
 
 
 @dataclass
@@ -478,9 +474,7 @@ def _candidates(topo: Topology) -> list[int]:
 def _priority(b: PointBound) -> tuple[float, float, int, int]:
     """Largest possible gain first; among unbounded points, the prior's most promising, then the top end
     (the fastest point of its topology), then the bottom end."""
-    topo = b.topology
-    high = next((c for c in reversed(topo.allowed) if not (c in topo.measured and not topo.measured[c].ok)), 0)
-    return (b.gain, b.predicted_gain, int(b.conc == high), -b.conc)
+    return (b.gain, b.predicted_gain, int(b.conc == _ends(b.topology)[0]), -b.conc)
 
 
 def _pick(scope: Scope, bounds: list[PointBound]) -> Decision | None:
@@ -494,7 +488,7 @@ def _pick(scope: Scope, bounds: list[PointBound]) -> Decision | None:
             f" (prior predicts {best.predicted_gain * 100:+.1f}% against the frontier)"
             if math.isfinite(best.predicted_gain) else "")
     else:
-        why = f"could raise the frontier by up to {_pct(best.gain)} ({' and '.join(best.sources)})"
+        why = f"could move the frontier by up to {_pct(best.gain)} ({' and '.join(best.sources)})"
     return Decision(best.topology.group_id, best.conc, "measure", why, best.gain)
 
 
@@ -536,6 +530,7 @@ def close(scope: Scope, *, budget_spent: bool = False, only: str | None = None) 
     frontier = scope.frontier()
     tol = scope.options.tolerance
     cal = calibrate(scope.topologies, scope.options.noise)
+    measured = scope.measured_points()
     out = []
     for topo in scope.topologies:
         if only is not None and topo.group_id != only:
@@ -544,13 +539,13 @@ def close(scope: Scope, *, budget_spent: bool = False, only: str | None = None) 
         for conc in topo.concs:
             if conc in topo.measured:
                 continue
-            b = point_bound(topo, conc, frontier, scope.options.noise, cal, scope.measured_points())
+            b = point_bound(topo, conc, frontier, scope.options.noise, cal, measured)
             if group_skipped:
                 reason = "its topology was skipped whole: " + explain(b, frontier, tol)
             elif b.gain > tol:
                 bound = "unbounded" if math.isinf(b.gain) else f"up to {_pct(b.gain)}"
                 reason = f"point budget spent ({scope.measured_count} of {scope.ladder_count} points); it could " \
-                         f"raise the frontier by {bound}"
+                         f"move the frontier by {bound}"
             else:
                 reason = explain(b, frontier, tol)
             out.append(Decision(topo.group_id, conc, "skip", reason, b.gain))

@@ -7,6 +7,7 @@ the DAG factory, the store). Field names follow InferenceX's matrix row with `-`
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -96,6 +97,13 @@ def layout_name(*, tp: int, ep: int = 1, dp_attn: bool = False, pp: int = 1, dcp
     if spec_decoding and spec_decoding != "none":
         text += f"-{spec_decoding.upper()}"
     return text
+
+
+def layout_of(row: Mapping[str, Any]) -> str:
+    """`layout_name` of a stored group or point row (its nullable layout columns default to 1 / none)."""
+    return layout_name(tp=row["tp"] or 1, ep=row["ep"] or 1, dp_attn=bool(row["dp_attn"]), pp=row["pp"] or 1,
+                       dcp_size=row["dcp_size"] or 1, pcp_size=row["pcp_size"] or 1,
+                       spec_decoding=row["spec_decoding"])
 
 
 class EntryIdentity(BaseModel):

@@ -44,9 +44,14 @@ def roofline_prior(recipe: Recipe, *, gpu_profile: str | None, model_profile: st
     return out
 
 
+def sim_core(recipe: Recipe, gpu_profile: str, model_profile: str | None = None) -> object | None:
+    """The simulator's engine for a recipe on a GPU profile, as `infersweep sim serve` builds it (its
+    `roofline` and `scheduler.config` drive offline runs); None when the simulator cannot model it."""
+    return _sim_core(recipe.model_dump_json(), gpu_profile, model_profile)
+
+
 @functools.lru_cache(maxsize=64)
 def _sim_core(recipe_json: str, gpu_profile: str, model_profile: str | None) -> object | None:
-    """The simulator's engine for a recipe (None when it cannot model it); cached, it parses profiles."""
     from infersweep.engines.sim.config import parse_sim_argv, recipe_to_sim_argv
     from infersweep.engines.sim.core import SimCore
     from infersweep.engines.sim.profiles import find_model_profile

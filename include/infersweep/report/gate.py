@@ -175,8 +175,8 @@ def _history_values(history: Sequence[ReportPoint], name: str) -> list[float | N
 
 def _point_interval(p: ReportPoint, name: str) -> Interval | None:
     """The stored interval of one metric of one sample (None when absent or malformed: then the band
-    rule applies). `intervals` may not exist on ReportPoint yet; read it defensively."""
-    raw = (getattr(p, "intervals", None) or {}).get(name)
+    rule applies)."""
+    raw = p.intervals.get(name)
     if not isinstance(raw, dict):
         return None
     try:

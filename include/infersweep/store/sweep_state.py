@@ -60,7 +60,7 @@ def topology_history(engine: Engine, *, config_key: str, isl: int, osl: int, exc
     """Earlier successful points of the config key's topologies, by layout name (TP8, DEP8-MTP, ...), from
     the newest `max_runs` runs of each layout on the same kind of engine (simulated or real), any image: the
     mean (interactivity, throughput per GPU) per concurrency. The history prior of the adaptive policy."""
-    from infersweep.plan.models import layout_name
+    from infersweep.plan.models import layout_of
 
     b, r = BenchmarkResult.tbl(), Run.tbl()
     sim = engine_name in _SIM
@@ -80,9 +80,7 @@ def topology_history(engine: Engine, *, config_key: str, isl: int, osl: int, exc
             continue
         if row["tput_per_gpu"] is None or row["median_intvty"] is None or row["tp"] is None:
             continue
-        label = layout_name(tp=row["tp"], ep=row["ep"] or 1, dp_attn=bool(row["dp_attn"]), pp=row["pp"] or 1,
-                            dcp_size=row["dcp_size"] or 1, pcp_size=row["pcp_size"] or 1,
-                            spec_decoding=row["spec_decoding"])
+        label = layout_of(dict(row))
         seen = runs[label]
         if row["run_pk"] not in seen:
             if len(seen) >= max_runs:

@@ -144,7 +144,7 @@ class PointMeasurer:
             "recipe_fingerprint": served.fingerprint, "engine_version": handle.engine_version,
             "config_key": served.group.config_key, "gpus": served.group.gpus}
 
-    def _run(self, conc: int) -> tuple[dict[str, Any], PointResult]:
+    def _run(self, conc: int) -> PointResult:
         """One benchmark run of `conc`, its energy attached; a dead server is stored and raised with its class."""
         from infersweep.telemetry.gpu_metrics import point_energy
 
@@ -165,7 +165,7 @@ class PointMeasurer:
             if died is not None:
                 raise died from exc
             raise
-        return result, PointResult.from_client(result, time_scale=served.time_scale)
+        return PointResult.from_client(result, time_scale=served.time_scale)
 
     def measure(self, conc: int) -> PointResult:
         """Measure `conc` (n repeats on the same server), store it with its confidence intervals, return it."""
@@ -176,7 +176,7 @@ class PointMeasurer:
         n = repeats(served, self.rc.params, conc)
         runs = []
         for _ in range(n):
-            _result, point = self._run(conc)
+            point = self._run(conc)
             runs.append(point)
             if not point.ok:
                 break  # a failed repeat fails the point; more runs would not change that
