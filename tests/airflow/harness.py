@@ -89,7 +89,8 @@ def sim_servers_running(work_dir: Path) -> list[str]:
     for p in psutil.process_iter(["cmdline"]):
         try:
             cmd = " ".join(p.info.get("cmdline") or [])
-            if "sim" in cmd and "serve" in cmd and p.environ().get("INFERSWEEP_WORK_DIR") == str(work_dir):
+            if ("sim" in cmd and ("serve" in cmd or "router" in cmd)
+                    and p.environ().get("INFERSWEEP_WORK_DIR") == str(work_dir)):
                 found.append(cmd)
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             continue

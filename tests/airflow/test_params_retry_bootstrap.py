@@ -64,7 +64,7 @@ def test_form_shape_follows_airflows_trigger_form() -> None:
     for key, allowed in (("seq_lens", ["1k1k", "8k1k"]), ("tp", [4, 8]), ("ep", [1, 8]), ("concs", [4, 8, 16])):
         assert schemas[key]["type"] == ["array", "null"] and schemas[key]["examples"] == allowed, key
         assert params[key].description.endswith("Allowed: " + ", ".join(map(str, allowed)) + "."), key
-    for key, options in (("engine", ["sim", "vllm-docker", "vllm-process"]), ("dp_attn", ["any", "true", "false"])):
+    for key, options in (("engine", ["sim", "vllm-docker", "vllm-process", "slurm"]), ("dp_attn", ["any", "true", "false"])):
         assert schemas[key]["type"] == "string" and schemas[key]["enum"] == options
     assert all(p.description and "[" not in p.description for p in params.values())
 

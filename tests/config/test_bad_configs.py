@@ -23,7 +23,7 @@ SEVERAL = {"bad_eval.yaml", "bad_quirks.yaml", "inventory_bad_node.yaml", "many_
 
 EXPECTED: dict[str, list[str]] = {
     "bad_engine.yaml": [
-        "bad_engine.yaml:2: engine: 'docker' is not allowed (allowed: sim, vllm-docker or vllm-process)",
+        "bad_engine.yaml:2: engine: 'docker' is not allowed (allowed: sim, vllm-docker, vllm-process or slurm)",
     ],
     "bad_eval.yaml": [
         "bad_eval.yaml:3: eval.task: 'mmlu' is not allowed (allowed: gsm8k)",
@@ -98,7 +98,7 @@ EXPECTED: dict[str, list[str]] = {
         "isl_string.yaml:13: bad-key: scenarios.fixed-seq-len[0].isl: expected an integer, got '1k' (allowed: a whole number without quotes, e.g. 8)",
     ],
     "many_errors.yaml": [
-        "many_errors.yaml:2: engine: 'gpu' is not allowed (allowed: sim, vllm-docker or vllm-process)",
+        "many_errors.yaml:2: engine: 'gpu' is not allowed (allowed: sim, vllm-docker, vllm-process or slurm)",
         "many_errors.yaml:5: first-key: image: image 'vllm/vllm-openai' has no tag; untagged images make results untraceable (allowed: a pinned tag or digest, e.g. vllm/vllm-openai:<tag> or vllm/vllm-openai@sha256:<digest>)",
         "many_errors.yaml:15: first-key: scenarios.fixed-seq-len[0].osl: must be greater than 0, got 0 (allowed: a value > 0)",
         "many_errors.yaml:17: first-key: scenarios.fixed-seq-len[0].search-space[0]: conc-start (8) is greater than conc-end (4) (allowed: conc-start <= conc-end)",

@@ -31,7 +31,7 @@ CLI = Path(sys.executable).with_name("infersweep")
 
 UTF8_FIX = " (allowed: UTF-8 text; re-save the file as UTF-8 (e.g. iconv -f latin1 -t utf-8))"
 SYNTAX_FIX = " (allowed: valid YAML; check indentation, quotes and ':' after keys)"
-ENGINE_FIX = " (allowed: sim, vllm-docker or vllm-process)"
+ENGINE_FIX = " (allowed: sim, vllm-docker, vllm-process or slurm)"
 CONTROL_FIX = " (allowed: printable text; in a double-quoted string write it as an escape, e.g. \\t or \\x07)"
 TAG_FIX = " (allowed: plain YAML (text, numbers, true/false, lists, mappings); drop the value's !tag)"
 CRON_FIX = " (allowed: 5 cron fields like '0 2 * * *', a preset like @daily, or null for manual runs)"

@@ -188,12 +188,14 @@ def test_empty_folder_is_an_error(tmp_path: Path) -> None:
 
 
 def test_shipped_configs_load(repo_root: Path) -> None:
-    """configs/ loads: the demo, the MiniMax-M3 Hopper example with its quirks and inventory, and the real
-    vLLM CPU sweep (SmolLM2-135M)."""
+    """configs/ loads: the demo, the MiniMax-M3 Hopper example with its quirks and inventory, the real vLLM
+    CPU sweep (SmolLM2-135M) and the disaggregated-serving example (its own four simulated nodes)."""
     sweep = load_sweep([repo_root / "configs"])
     assert {"llama3.1-8b-bf16-sim-h100-vllm", "minimaxm3-fp8-h200-vllm", "minimaxm3-fp8-h100-vllm",
-            "minimaxm3-fp8-h200-vllm-mtp", "smollm2-135m-fp32-cpu-vllm"} == set(sweep.entries)
+            "minimaxm3-fp8-h200-vllm-mtp", "smollm2-135m-fp32-cpu-vllm", "llama3.1-8b-bf16-sim-h100-vllm-agg",
+            "llama3.1-8b-bf16-sim-h100-dynamo-sglang"} == set(sweep.entries)
     assert [n.name for n in sweep.nodes_for("sim-h100")] == ["sim-h100-0", "sim-h100-1"]
+    assert len(sweep.nodes_for("sim-h100-disagg")) == 4 and sweep.entries["llama3.1-8b-bf16-sim-h100-dynamo-sglang"].multinode
     assert sweep.settings_for("minimaxm3-fp8-h200-vllm").engine == "vllm-docker"
     quirks = sweep.quirks_for("minimaxm3", "MiniMaxAI/MiniMax-M3-MXFP8")
     assert quirks is not None and quirks.spec_decoding["mtp"].draft_model == "Inferact/MiniMax-M3-EAGLE3"

@@ -13,8 +13,9 @@ from pydantic import BaseModel, ConfigDict
 
 from infersweep.config.settings import NotifySettings
 from infersweep.config.sweep import Sweep
-from infersweep.plan.models import Job, seq_len_name
-from infersweep.plan.planner import PlanFilters, expand
+from infersweep.plan.groups import multinode_groups
+from infersweep.plan.models import ServerSpec, seq_len_name
+from infersweep.plan.planner import expand
 
 REPORT_PLUGIN_URL = "/infersweep/"
 
@@ -47,13 +48,16 @@ class DagSpec(BaseModel):
     defined_at: str | None = None
     #: The sweep file's `notify:` block (connection ids and recipients only, no secrets); None = no alerts.
     notify: NotifySettings | None = None
+    #: Slots of the runner's Airflow pool each node-holding task takes: 1, or for a multinode key the fewest
+    #: nodes any of its groups leases (never more than the label's inventory, or the task could never run).
+    pool_slots: int = 1
 
 
 def _doc_md(key: str, sweep: Sweep, n_points: int, n_agentic: int = 0) -> str:
     raw = sweep.entries[key].model_dump(mode="json", by_alias=True, exclude_none=True)
     src = sweep.sources.get(key)
     where = f"`{src[0]}` line {src[1]}" if src else "the sweep config"
-    points = f"{n_points} points" if n_points else "no single-node fixed-seq-len points"
+    points = f"{n_points} points" if n_points else "no fixed-seq-len points"
     if n_agentic:
         points += f"; agentic-coding: {n_agentic} jobs planned, not executed (listed by each run's plan task)"
     return "\n".join([
@@ -81,27 +85,38 @@ def _doc_md(key: str, sweep: Sweep, n_points: int, n_agentic: int = 0) -> str:
 
 
 def dag_specs(sweep: Sweep) -> list[DagSpec]:
-    """One spec per single-node config key (keys without fixed-seq-len points get a DAG that plans nothing)."""
-    by_key: dict[str, list[Job]] = {k: [] for k, e in sweep.entries.items() if not e.multinode}
-    expansion = expand(sweep, PlanFilters(single_node=True))
+    """One spec per config key, single-node and multinode (keys without fixed-seq-len points get a DAG that
+    plans nothing). A multinode point's layout is its serve group's (the decode pool's tp/ep)."""
+    expansion = expand(sweep)
+    points: dict[str, list[ServerSpec]] = {k: [] for k in sweep.entries}
+    concs: dict[str, set[int]] = collections.defaultdict(set)
     for job in expansion.jobs:
-        by_key[job.config_key].append(job)
-    agentic = collections.Counter(a.config_key for a in expansion.agentic)
+        points[job.config_key].append(job)
+        concs[job.config_key].add(job.conc)
+    fewest_nodes: dict[str, int] = {}
+    for group in multinode_groups(expansion.multinode, sweep.runners):
+        points[group.config_key].extend([group] * len(group.concs))
+        concs[group.config_key].update(group.concs)
+        fewest_nodes[group.config_key] = min(fewest_nodes.get(group.config_key, group.nodes), group.nodes)
+    agentic = collections.Counter(a.config_key for a in (*expansion.agentic, *expansion.multinode)
+                                  if getattr(a, "scenario_type", None) is not None)
     specs = []
-    for key, jobs in sorted(by_key.items()):
+    for key, rows in sorted(points.items()):
         entry = sweep.entries[key]
         settings = sweep.settings_for(key)
         specs.append(DagSpec(
             dag_id=key, runner=entry.runner, schedule=settings.schedule, engine=settings.engine,
             eval_enabled=settings.eval.enabled, adaptive=settings.adaptive.mode,
-            seq_lens=tuple(sorted({seq_len_name(j.isl, j.osl) for j in jobs})),
-            tps=tuple(sorted({j.tp for j in jobs})), eps=tuple(sorted({j.ep for j in jobs})),
-            concs=tuple(sorted({j.conc for j in jobs})), n_points=len(jobs), n_agentic=agentic[key],
-            pps=tuple(sorted({j.pp for j in jobs})) or (1,), dcps=tuple(sorted({j.dcp_size for j in jobs})) or (1,),
-            pcps=tuple(sorted({j.pcp_size for j in jobs})) or (1,),
-            tags=tuple(sorted({entry.model_prefix, entry.runner, entry.framework, entry.precision})),
-            doc_md=_doc_md(key, sweep, len(jobs), agentic[key]),
+            seq_lens=tuple(sorted({seq_len_name(j.isl, j.osl) for j in rows})),
+            tps=tuple(sorted({j.tp for j in rows})), eps=tuple(sorted({j.ep for j in rows})),
+            concs=tuple(sorted(concs[key])), n_points=len(rows), n_agentic=agentic[key],
+            pps=tuple(sorted({j.pp for j in rows})) or (1,), dcps=tuple(sorted({j.dcp_size for j in rows})) or (1,),
+            pcps=tuple(sorted({j.pcp_size for j in rows})) or (1,),
+            tags=tuple(sorted({entry.model_prefix, entry.runner, entry.framework, entry.precision}
+                              | ({"multinode"} if entry.multinode else set()))),
+            doc_md=_doc_md(key, sweep, len(rows), agentic[key]),
             defined_at="{}:{}".format(*sweep.sources[key]) if key in sweep.sources else None,
             notify=settings.notify,
+            pool_slots=max(1, min(fewest_nodes.get(key, 1), len(sweep.nodes_for(entry.runner)) or 1)),
         ))
     return specs

@@ -89,4 +89,7 @@ class ChainDeps:
                    engine_factory=lambda work, run_id: build_engine(work, run_id, settings))
 
     def engine(self, work: WorkItem, rc: RunContext) -> Engine:
-        return self.engine_factory(work, rc.run_id)
+        """The work item's engine (for a multinode group, the topology engine around it)."""
+        from infersweep.airflow.server import engine_for_work
+
+        return engine_for_work(self.engine_factory(work, rc.run_id), work)

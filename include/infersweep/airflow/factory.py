@@ -33,6 +33,10 @@ def build_sweep_dag(spec: DagSpec, settings: AirflowSettings, *, source: str | P
     from: the run's plan task loads that file alone, so another broken file cannot fail this DAG's runs."""
     key = spec.dag_id
     node_kwargs: dict[str, Any] = {"pool": pool_name(spec.runner)}
+    if spec.pool_slots > 1:
+        # A multinode group holds several nodes: its tasks take as many of the label's slots (at least the
+        # smallest group's node count), so the pool does not run more chains than the nodes can hold.
+        node_kwargs["pool_slots"] = spec.pool_slots
     if settings.celery_queues:
         node_kwargs["queue"] = spec.runner
     default_args = {

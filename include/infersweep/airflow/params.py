@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from infersweep.config.adaptive import ADAPTIVE_MODES, MAX_REPEATS
 
-ENGINES = ("sim", "vllm-docker", "vllm-process")
+ENGINES = ("sim", "vllm-docker", "vllm-process", "slurm")
 #: Airflow validates every Param of every scheduled DAG at parse time. Against draft-07 the metaschema check
 #: costs ~0.25 ms instead of ~1.3 ms for the default 2020-12 (vocabularies and dynamic refs), which is
 #: the difference between fitting the 2 s fleet parse budget and not. Every keyword used here is draft-07.

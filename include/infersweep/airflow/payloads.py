@@ -17,6 +17,7 @@ from infersweep.config.settings import BenchSettings, SimSettings
 from infersweep.engines.base import ServerHandle
 from infersweep.plan.models import ServeGroup
 from infersweep.recipes.model import Recipe
+from infersweep.recipes.topology import TopologyRecipe
 from infersweep.store.leases import NodeLease
 
 
@@ -49,6 +50,8 @@ class WorkItem(_Payload):
     sim: SimSettings = Field(default_factory=SimSettings)
     adaptive: AdaptiveSettings = Field(default_factory=AdaptiveSettings)
     repeats: RepeatSettings = Field(default_factory=RepeatSettings)
+    topology: TopologyRecipe | None = Field(
+        default=None, description="multinode: every process of the server and where it runs (`recipe` is its entry's)")
 
     @property
     def time_scale(self) -> float:
@@ -65,6 +68,13 @@ class ServerState(_Payload):
     handle: ServerHandle
     node: Node
     lease: NodeLease
+    #: A multinode group's whole lease set (taken all or none; `lease` is its head node's); empty otherwise.
+    leases: tuple[NodeLease, ...] = ()
+
+    @property
+    def all_leases(self) -> tuple[NodeLease, ...]:
+        """Every lease the server holds: the set, or the one lease of a single-node server."""
+        return self.leases or (self.lease,)
 
 
 class ServedGroup(WorkItem):

@@ -15,14 +15,16 @@ from infersweep.airflow.context import RunContext, open_store
 from infersweep.airflow.params import advanced_conf
 from infersweep.airflow.payloads import EvalPlan, WorkItem
 from infersweep.airflow.settings import AirflowSettings
+from infersweep.config.inventory import Node
 from infersweep.config.sweep import Sweep, load_sweep
 from infersweep.faults.errors import ClassifiedError
-from infersweep.plan.groups import group_jobs
-from infersweep.plan.models import AGENTIC, AgenticJob, ServeGroup
+from infersweep.plan.groups import group_jobs, multinode_groups
+from infersweep.plan.models import AGENTIC, AgenticJob, MultinodeJob, ServeGroup
 from infersweep.plan.planner import Expansion, PlanFilters, expand
 from infersweep.recipes import rules
 from infersweep.recipes.preflight import preflight
 from infersweep.recipes.registry import build_recipe
+from infersweep.recipes.topology import TopologyRecipe
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +56,7 @@ def resolve_image(sweep: Sweep, config_key: str, rc: RunContext) -> str:
     return sweep.entries[config_key].image
 
 
-def not_executed(agentic: list[AgenticJob]) -> dict[str, Any] | None:
+def not_executed(agentic: list[AgenticJob | MultinodeJob]) -> dict[str, Any] | None:
     """What a run records (and its summary shows) about the key's agentic-coding rows: planned exactly as
     InferenceX plans them, not executed yet."""
     if not agentic:
@@ -68,9 +70,9 @@ def select_groups(sweep: Sweep, config_key: str, params: dict[str, Any],
     """The config key's serve groups after the trigger's filters (seq-lens, layout, dp-attn, concs, eval)."""
     seq_lens = tuple(params.get("seq_lens") or ())
     if expansion is None:
-        expansion = expand(sweep, PlanFilters(config_keys=(config_key,), single_node=True))
+        expansion = expand(sweep, PlanFilters(config_keys=(config_key,)))
     groups = []
-    for g in group_jobs(expansion.jobs):
+    for g in [*group_jobs(expansion.jobs), *multinode_groups(expansion.multinode, sweep.runners)]:
         if seq_lens and g.seq_len not in seq_lens:
             continue
         if not _wanted(g, params):
@@ -81,6 +83,28 @@ def select_groups(sweep: Sweep, config_key: str, params: dict[str, Any],
         evals = tuple(c for c in g.eval_concs if c in concs) if params.get("eval", True) else ()
         groups.append(g.model_copy(update={"concs": concs, "eval_concs": evals}))
     return groups
+
+
+def _pool_nodes(sweep: Sweep, group: ServeGroup) -> list[Node]:
+    """Inventory nodes of every runner label the group's pools lease (a heterogeneous topology has two)."""
+    out: list[Node] = []
+    for runner in dict.fromkeys(p.runner for p in group.pools):
+        out.extend(n for n in sweep.nodes_for(runner) if n not in out)
+    return out
+
+
+def _topology(group: ServeGroup) -> TopologyRecipe:
+    """The processes of a multinode group's server (`recipes.disagg`), or the plan task fails with the
+    reason (a framework without multi-node recipes is a config error, not a retryable failure)."""
+    from infersweep.plan.groups import multinode_job
+    from infersweep.recipes.disagg import build_topology
+    from infersweep.recipes.errors import RecipeError
+
+    try:
+        topology = build_topology(multinode_job(group), group.pools, served_model_name=group.model)
+    except RecipeError as exc:
+        raise ClassifiedError("config_error", str(exc)) from exc
+    return topology.model_copy(update={"serve_group": group.id})
 
 
 def _policy_line(adaptive: Any, policy: str) -> str:
@@ -105,8 +129,8 @@ def plan_run(config_key: str, rc: RunContext, *, source: str | None = None) -> l
     extra = advanced_conf(params)
     engine_name = params.get("engine") or sweep.settings_for(config_key).engine
     image = resolve_image(sweep, config_key, rc)
-    expansion = expand(sweep, PlanFilters(config_keys=(config_key,), single_node=True))
-    skipped = not_executed(expansion.agentic)
+    expansion = expand(sweep, PlanFilters(config_keys=(config_key,)))
+    skipped = not_executed([*expansion.agentic, *(m for m in expansion.multinode if m.scenario_type is not None)])
     store = open_store(rc, settings)
     store.start_run(trigger_kind=rc.trigger_kind, logical_date=rc.logical_day, config_key=config_key,
                     image_tag=image, engine=engine_name, params=params, not_executed=skipped)
@@ -134,26 +158,39 @@ def plan_run(config_key: str, rc: RunContext, *, source: str | None = None) -> l
         group = group.model_copy(update={"image": image, "model": extra.model or group.model})
         quirks = sweep.quirks_for(group.model_prefix, group.model)
         group = rules.with_quirk_context(group, quirks)
-        nodes = sweep.nodes_for(group.runner)
-        recipe = build_recipe(group, quirks, served_model_name=group.model)
-        verdict = preflight(group, quirks, gpu_memory_gb=nodes[0].gpu_memory_gb if nodes else None)
-        store.record_group(group, recipe=recipe, memory_verdict=verdict.to_json(), engine=engine_name,
-                           status="planned")
-        line = f"{group.id} tp{group.tp} ep{group.ep} dpa={group.dp_attn} {group.isl}/{group.osl} concs={list(group.concs)}"
-        if verdict.verdict == "cannot-fit":
-            store.fail_group(group.id, ClassifiedError("memory_preflight", verdict.reason), concs=group.concs,
+        topology = None
+        if group.multinode:
+            nodes = _pool_nodes(sweep, group)
+            topology = _topology(group)
+            recipe = topology.entry_component.recipe
+            # The memory preflight models one server process; a pool's per-rank fit is not checked yet.
+            fit, why = "unknown", "multinode: no per-pool memory preflight yet"
+            store.record_group(group, recipe=topology.model_dump(mode="json"),
+                               recipe_fingerprint=topology.fingerprint(),
+                               memory_verdict={"verdict": fit, "reason": why}, engine=engine_name, status="planned")
+        else:
+            nodes = sweep.nodes_for(group.runner)
+            recipe = build_recipe(group, quirks, served_model_name=group.model)
+            verdict = preflight(group, quirks, gpu_memory_gb=nodes[0].gpu_memory_gb if nodes else None)
+            fit, why = verdict.verdict, verdict.reason
+            store.record_group(group, recipe=recipe, memory_verdict=verdict.to_json(), engine=engine_name,
+                               status="planned")
+        fingerprint = topology.fingerprint() if topology is not None else recipe.fingerprint()
+        line = f"{group.id} {group.layout} {group.isl}/{group.osl} concs={list(group.concs)}"
+        if fit == "cannot-fit":
+            store.fail_group(group.id, ClassifiedError("memory_preflight", why), concs=group.concs,
                              isl=group.isl, osl=group.osl)
-            table.append(f"{line}  SKIP (memory preflight: {verdict.reason})")
+            table.append(f"{line}  SKIP (memory preflight: {why})")
             continue
-        reuse = store.plan_reuse(group, recipe_fingerprint=recipe.fingerprint(), image_digest_or_tag=image,
+        reuse = store.plan_reuse(group, recipe_fingerprint=fingerprint, image_digest_or_tag=image,
                                  backend=engine_name, force=bool(params.get("force")))
         if not reuse.needs_server:
             store.record_group({"id": group.id}, status="reused")
             table.append(f"{line}  DONE (reused {sorted(reuse.done_concs)})")
             continue
-        table.append(f"{line}  RUN {reuse.pending_concs} eval {reuse.pending_eval_concs} [{verdict.verdict}]")
+        table.append(f"{line}  RUN {reuse.pending_concs} eval {reuse.pending_eval_concs} [{fit}]")
         work.append(WorkItem(
-            group=group, recipe=recipe, fingerprint=recipe.fingerprint(), engine=engine_name, image=image,
+            group=group, recipe=recipe, fingerprint=fingerprint, topology=topology, engine=engine_name, image=image,
             nodes=tuple(nodes), concs=tuple(reuse.pending_concs), eval_concs=tuple(reuse.pending_eval_concs),
             bench=bench,
             eval=EvalPlan(task=eval_settings.task, limit=extra.eval_limit or eval_settings.limit,

@@ -6,24 +6,30 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections.abc import Sequence
 
 from infersweep.airflow.context import RunContext, free_port
 from infersweep.airflow.deps import ChainDeps
-from infersweep.airflow.lease import local_registry_dir
+from infersweep.airflow.lease import local_registry_dir, topology_order
 from infersweep.airflow.payloads import ServedGroup, ServerState, WorkItem
 from infersweep.config.inventory import Node
 from infersweep.engines.base import Engine, EngineError, ServerHandle
 from infersweep.engines.factory import LOCAL_ENGINES
+from infersweep.engines.slurm_topology import SlurmTopologyEngine
+from infersweep.engines.topology import TopologyEngine, component_handles, is_topology
 from infersweep.faults.errors import ClassifiedError
-from infersweep.store.leases import NodeLease, heartbeat
+from infersweep.store.leases import NodeLease, heartbeat_all
 
 log = logging.getLogger(__name__)
 
 
 def start_server(deps: ChainDeps, engine: Engine, work: WorkItem, node: Node, lease: NodeLease,
-                 rc: RunContext) -> ServerHandle:
+                 rc: RunContext, leases: Sequence[NodeLease] = ()) -> ServerHandle:
     """Start the group's recipe on `node` and wait until it answers. A half-started server is stopped (and
-    its log kept) before the error propagates: the teardown only runs after a successful setup."""
+    its log kept) before the error propagates: the teardown only runs after a successful setup.
+
+    A multinode group (`engine` is a `TopologyEngine`) starts every process of its topology on the nodes
+    of its lease set `leases` (`node`/`lease` are the head node's)."""
     group, store = work.group, deps.store
     recipe = work.recipe
     if work.engine in LOCAL_ENGINES:
@@ -31,17 +37,25 @@ def start_server(deps: ChainDeps, engine: Engine, work: WorkItem, node: Node, le
         recipe = recipe.with_port(free_port())
     recipe = recipe.model_copy(update={"serve_group": group.id})
     server_id = uuid.uuid4().hex
-    if work.engine in LOCAL_ENGINES:
-        # The marker lets the reaper recognise this server's processes (and only them) if its task dies.
-        from infersweep.engines.reaper import SERVER_MARKER_ENV
+    from infersweep.engines.reaper import SERVER_MARKER_ENV
 
+    if isinstance(engine, TopologyEngine | SlurmTopologyEngine):
+        engine.nodes = topology_nodes(work, leases or (lease,))
+    if isinstance(engine, TopologyEngine) and work.engine in LOCAL_ENGINES:
+        engine.marker = (SERVER_MARKER_ENV, server_id)
+    elif work.engine in LOCAL_ENGINES:
+        # The marker lets the reaper recognise this server's processes (and only them) if its task dies.
         recipe = recipe.model_copy(update={"env": {**recipe.env, SERVER_MARKER_ENV: server_id}})
     started = time.monotonic()
     handle: ServerHandle | None = None
     try:
         handle = engine.start(recipe, node)
         if work.engine in LOCAL_ENGINES:
-            _register(deps, handle, server_id, lease)
+            by_node = {le.node: le for le in (leases or (lease,))}
+            for part in component_handles(handle):
+                part_id = (TopologyEngine.marker_id(server_id, str(part.extra["component"]))
+                           if is_topology(handle) else server_id)
+                _register(deps, part, part_id, by_node.get(part.node or "", lease))
         engine.wait_ready(handle)
     except BaseException as exc:
         # Stopping may fail too (dockerd restarting): the reaper and the lease TTL clean up then, and the
@@ -62,6 +76,33 @@ def start_server(deps: ChainDeps, engine: Engine, work: WorkItem, node: Node, le
                        engine_version=handle.engine_version, image_digest=handle.image_digest)
     log.info("%s ready on %s at %s (%s)", group.id, node.name, handle.base_url, handle.engine_version)
     return handle
+
+
+def topology_nodes(work: WorkItem, leases: Sequence[NodeLease]) -> list[Node]:
+    """The group's leased nodes in its topology's node-index order (pool after pool, per runner label)."""
+    by_name = {n.name: n for n in work.nodes}
+    return [by_name[name] for name in topology_order(work.group, leases)]
+
+
+def engine_for_work(inner: Engine, work: WorkItem) -> Engine:
+    """`inner`, or for a multinode work item the `TopologyEngine` that starts its processes through `inner`
+    (the simulator translates each component's real argv into its own; local backends pick free ports)."""
+    if work.topology is None:
+        return inner
+    if work.engine == "slurm":
+        # One Slurm job for the whole group (InferenceX's multi-node path), not one job per component.
+        from infersweep.engines.slurm import SlurmEngine
+        from infersweep.engines.slurm_topology import SlurmTopologyEngine
+
+        assert isinstance(inner, SlurmEngine)
+        return SlurmTopologyEngine(inner, work.topology)
+    translate = None
+    if work.engine == "sim":
+        from infersweep.engines.sim_engine import component_recipe
+
+        translate = component_recipe
+    port_for = (lambda _node: free_port()) if work.engine in LOCAL_ENGINES else None
+    return TopologyEngine(inner, work.topology, translate=translate, port_for=port_for)
 
 
 def _register(deps: ChainDeps, handle: ServerHandle, server_id: str, lease: NodeLease) -> None:
@@ -121,9 +162,9 @@ def restart(deps: ChainDeps, engine: Engine, served: ServedGroup, rc: RunContext
     if text:
         store.record_server_log(group_id=group.id, text=text, try_number=rc.try_number, source="server-died",
                                 node=lease.node)
-    heartbeat(store.engine, lease, ttl_s=deps.settings.lease_ttl_s)
+    heartbeat_all(store.engine, served.state.all_leases, ttl_s=deps.settings.lease_ttl_s)
     log.warning("%s: server on %s is gone; restarting it for try %d", group.id, lease.node, rc.try_number)
-    handle = start_server(deps, engine, served, served.state.node, lease, rc)
+    handle = start_server(deps, engine, served, served.state.node, lease, rc, served.state.leases)
     fresh = served.with_state(served.state.model_copy(update={"handle": handle}))
     record_state(deps, fresh)
     return fresh

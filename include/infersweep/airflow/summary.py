@@ -21,7 +21,8 @@ def points_table(points: list[ReportPoint]) -> list[str]:
     lines = [f"{'group':<28}{'conc':>6}{'tok/s/gpu':>12}{'TTFT p50 ms':>13}{'TPOT p50 ms':>13}{'tok/s/user':>12}  status"]
     by_topo: dict[str, list[ReportPoint]] = defaultdict(list)
     for p in points:
-        by_topo[f"{p.config_key[:14]} tp{p.tp} ep{p.ep}{' dep' if p.dp_attn else ''}"].append(p)
+        layout = p.topology if p.pools else f"tp{p.tp} ep{p.ep}{' dep' if p.dp_attn else ''}"
+        by_topo[f"{p.config_key[:14]} {layout}"].append(p)
     for topo, pts in sorted(by_topo.items()):
         for p in sorted(pts, key=lambda q: q.conc):
             mark = " *frontier*" if id(p) in front else ""

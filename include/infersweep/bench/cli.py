@@ -228,6 +228,10 @@ def register(app: typer.Typer) -> None:
         ),
         burstiness: float = typer.Option(1.0, "--burstiness", help="Gamma shape for rate mode; 1 = Poisson"),
         gpus: int = typer.Option(1, "--gpus", min=1, help="GPUs behind the server (per-GPU throughput)"),
+        prefill_gpus: int | None = typer.Option(
+            None, "--prefill-gpus", min=1, help="disaggregated: prefill pool GPUs (input throughput per GPU)"),
+        decode_gpus: int | None = typer.Option(
+            None, "--decode-gpus", min=0, help="disaggregated: decode pool GPUs (output throughput per GPU)"),
         seed: int = typer.Option(0, "--seed"),
         slo_ttft_ms: float | None = typer.Option(None, "--slo-ttft-ms", help="Goodput SLO on TTFT"),
         slo_tpot_ms: float | None = typer.Option(None, "--slo-tpot-ms", help="Goodput SLO on TPOT"),
@@ -293,7 +297,8 @@ def register(app: typer.Typer) -> None:
                 cfgs.append(BenchConfig(
                     base_url=base_url, model=model, tokenizer=tokenizer, isl=isl, osl=osl, conc=c,
                     num_prompts=num_prompts, warmups=num_warmups, random_range_ratio=random_range_ratio,
-                    chat=chat, prompt_template=prompt_template, request_rate=request_rate, burstiness=burstiness, gpus=gpus, seed=seed,
+                    chat=chat, prompt_template=prompt_template, request_rate=request_rate, burstiness=burstiness, gpus=gpus,
+                    prefill_gpus=prefill_gpus, decode_gpus=decode_gpus, seed=seed,
                     slo_ttft_ms=slo_ttft_ms, slo_tpot_ms=slo_tpot_ms, slo_e2el_ms=slo_e2el_ms, workers=n_workers,
                     max_failed_fraction=max_failed_fraction, fail_on_length_violation=not allow_length_mismatch,
                     ignore_eos=not no_ignore_eos, request_timeout_s=request_timeout_s,

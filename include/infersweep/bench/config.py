@@ -51,7 +51,7 @@ LIMIT_REASONS: dict[str, str] = {
 OPTION_NAMES: dict[str, str] = {
     "conc": "--conc", "num_prompts": "--num-prompts", "warmups": "--num-warmups", "isl": "--isl", "osl": "--osl",
     "random_range_ratio": "--random-range-ratio", "request_rate": "--request-rate", "burstiness": "--burstiness",
-    "gpus": "--gpus", "seed": "--seed", "slo_ttft_ms": "--slo-ttft-ms", "slo_tpot_ms": "--slo-tpot-ms",
+    "gpus": "--gpus", "prefill_gpus": "--prefill-gpus", "decode_gpus": "--decode-gpus", "seed": "--seed", "slo_ttft_ms": "--slo-ttft-ms", "slo_tpot_ms": "--slo-tpot-ms",
     "slo_e2el_ms": "--slo-e2el-ms", "workers": "--workers", "max_failed_fraction": "--max-failed-fraction",
     "request_timeout_s": "--request-timeout-s", "stall_timeout_s": "--stall-timeout-s",
     "progress_interval_s": "--progress-interval-s", "base_url": "--base-url", "model": "--model",
@@ -100,6 +100,14 @@ class BenchConfig(BaseModel):
         default=1.0, ge=MIN_BURSTINESS, le=MAX_BURSTINESS, description="Gamma shape; 1 → Poisson arrivals."
     )
     gpus: int = Field(default=1, gt=0, le=MAX_GPUS, description="GPUs serving the model, for per-GPU throughput.")
+    prefill_gpus: int | None = Field(
+        default=None, gt=0, le=MAX_GPUS,
+        description="Disaggregated serving: GPUs of the prefill pool (input throughput per GPU divides by it, "
+        "as InferenceX's process_result does); None for an aggregated server.")
+    decode_gpus: int | None = Field(
+        default=None, ge=0, le=MAX_GPUS,
+        description="Disaggregated serving: GPUs of the decode pool (output throughput per GPU divides by it; "
+        "0 or None falls back to every GPU).")
     ignore_eos: bool = True
     request_timeout_s: float = Field(
         default=6 * 3600.0, gt=0.0, le=MAX_DURATION_S, description="Per-request total timeout."

@@ -222,9 +222,7 @@ def build_result(
         "config": orjson.loads(cfg.model_dump_json()),  # inf → "Infinity", not null
         "endpoint": cfg.endpoint,
         "gpus": cfg.gpus,
-        "tput_per_gpu": head["total_token_throughput"] / cfg.gpus,
-        "output_tput_per_gpu": head["output_throughput"] / cfg.gpus,
-        "input_tput_per_gpu": (head["total_token_throughput"] - head["output_throughput"]) / cfg.gpus,
+        **per_gpu_throughput(head["total_token_throughput"], head["output_throughput"], cfg),
         "interactivity": interactivity(tpot_stats, tpots),
         "goodput": good,
         "failed_fraction": failed_frac,
@@ -248,3 +246,18 @@ def build_result(
         "workers": len(run.health),
     }
     return result
+
+
+def per_gpu_throughput(total: float, output: float, cfg: Any) -> dict[str, Any]:
+    """Throughput per GPU as InferenceX's process_result computes it: total over every GPU; for a
+    disaggregated server, output over the decode pool's GPUs and input over the prefill pool's."""
+    out: dict[str, Any] = {"tput_per_gpu": total / cfg.gpus}
+    if cfg.prefill_gpus is None:
+        out["output_tput_per_gpu"] = output / cfg.gpus
+        out["input_tput_per_gpu"] = (total - output) / cfg.gpus
+        return out
+    out["output_tput_per_gpu"] = output / (cfg.decode_gpus or cfg.gpus)
+    out["input_tput_per_gpu"] = (total - output) / cfg.prefill_gpus
+    out["num_prefill_gpu"] = cfg.prefill_gpus
+    out["num_decode_gpu"] = cfg.decode_gpus or 0
+    return out

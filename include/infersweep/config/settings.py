@@ -20,8 +20,8 @@ from pydantic import (
 from infersweep.config import names
 from infersweep.config.master import FieldProblem, at_most
 
-Engine = Literal["sim", "vllm-docker", "vllm-process"]
-ENGINES: tuple[str, ...] = ("sim", "vllm-docker", "vllm-process")
+Engine = Literal["sim", "vllm-docker", "vllm-process", "slurm"]
+ENGINES: tuple[str, ...] = ("sim", "vllm-docker", "vllm-process", "slurm")
 DEFAULT_ENGINE: Engine = "vllm-docker"
 DEFAULT_SCHEDULE = "0 2 * * *"
 DEFAULT_THRESHOLD = 0.90

@@ -22,6 +22,32 @@ def serve(ctx: typer.Context) -> None:
     raise typer.Exit(run(parse_sim_argv(ctx.args)))
 
 
+@sim_app.command(
+    "router",
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []},
+    add_help_option=False,
+)
+def router(ctx: typer.Context) -> None:
+    """Route a disaggregated simulated server: `infersweep sim router --port P --prefill URL [--prefill URL …]
+    --decode URL [--decode URL …] [--policy round_robin|least_loaded]` (workers run `sim serve --role …`)."""
+    from infersweep.engines.sim.router import parse_router_argv, serve_router
+
+    raise typer.Exit(serve_router(parse_router_argv(ctx.args)))
+
+
+@sim_app.command("idle")
+def idle(
+    port: int = typer.Option(..., help="port to answer /health on"),
+    name: str = typer.Option("component", help="the topology component this stands in for"),
+    host: str = typer.Option("127.0.0.1"),
+) -> None:
+    """Stand in for a topology component the simulator needs nothing from (a worker's non-head rank, etcd,
+    NATS): a process that only answers /health."""
+    from infersweep.engines.sim.router import serve_idle
+
+    raise typer.Exit(serve_idle(name, host, port))
+
+
 @sim_app.command("profiles")
 def profiles() -> None:
     """List the model and GPU profiles the simulator ships."""

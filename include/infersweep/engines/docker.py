@@ -8,6 +8,7 @@ grace period, as docker-py does.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import re
@@ -160,6 +161,11 @@ def container_name(recipe: Recipe, run_id: str, node: Node | None) -> str:
     """A stable, Docker-legal container name: infersweep-<group or fingerprint>-<run>."""
     group = recipe.serve_group or recipe.fingerprint()[:12]
     raw = f"infersweep-{group}-{run_id}-{node.name if node else 'local'}"
+    if recipe.host_network:
+        # Several processes of one topology share a node (and a serve group): tell them apart by what differs
+        # between them (command line with its ports, GPU ids), else a start would remove its sibling as stale.
+        who = hashlib.sha256(repr((recipe.argv, recipe.gpu_ids)).encode()).hexdigest()[:8]
+        raw += f"-{who}"
     name = re.sub(r"[^a-zA-Z0-9_.-]+", "-", raw).strip("-.")
     return name[:200]
 
@@ -182,7 +188,9 @@ def build_container_spec(
 
     - entrypoint/command = recipe.argv split at the first word, so the image's own ENTRYPOINT (which differs
       between vllm-openai releases) never changes what runs;
-    - GPUs: `device_ids` (from a node lease) pin exact devices, otherwise `count = recipe.gpus`;
+    - GPUs: `device_ids` (from a node lease), else the recipe's own `gpu_ids` (a topology component's place on
+      its node), pin exact devices, otherwise `count = recipe.gpus`;
+    - `recipe.host_network` (multi-node workers, as InferenceX's containers run) uses the node's network;
     - unless the recipe already mounts a cache (HF_HUB_CACHE/HF_HOME in its env), the node's HF_HOME is
       bind-mounted at the same path and `HF_HOME` points at it, so the download step and the server see one
       cache; serving defaults to `HF_HUB_OFFLINE=1` (the download step verified the cache);
@@ -190,6 +198,10 @@ def build_container_spec(
     """
     if not recipe.argv:
         raise ValueError("recipe.argv is empty: a Docker recipe needs the server command (e.g. 'vllm serve MODEL')")
+    if not device_ids and recipe.gpu_ids:
+        device_ids = [str(i) for i in recipe.gpu_ids]
+    if network_mode is None and recipe.host_network:
+        network_mode = "host"
     env: dict[str, str] = {}
     mounts: list[dict[str, Any]] = []
     # A recipe that already places the cache (the vLLM builder mounts the hub cache at /mnt/hf_hub_cache and

@@ -7,6 +7,7 @@ connection; where server logs go).
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from infersweep.config.settings import SimSettings
@@ -36,4 +37,23 @@ def engine_for(name: str, *, log_dir: Path, sim: SimSettings | None = None, answ
                           extra_args=extra, log_dir=log_dir, noise=sim.noise)
     if name == "vllm-process":
         return get_engine(name, log_dir=log_dir)
+    if name == "slurm":
+        return get_engine(name, **slurm_options(log_dir))
     return get_engine(name, run_id=run_id, hf_token_conn_id=hf_conn_id, log_dir=log_dir)
+
+
+def slurm_options(log_dir: Path) -> dict[str, object]:
+    """The Slurm backend's options from the environment: `INFERSWEEP_SLURM_CONF` (else Slurm's default),
+    `INFERSWEEP_SLURM_SSH_CONN_ID` (submit over SSH through that Airflow connection; else locally),
+    `INFERSWEEP_SLURM_PARTITION`, `INFERSWEEP_SLURM_ACCOUNT`, `INFERSWEEP_SLURM_SBATCH_ARGS` (extra sbatch
+    options, shell-quoted, e.g. `--gpus-per-node=8 --exclusive`) and `INFERSWEEP_SLURM_LOG_DIR` (a directory
+    every node and the submit host share; default: the worker's server-log dir)."""
+    import shlex
+
+    env = os.environ
+    return {"slurm_conf": env.get("INFERSWEEP_SLURM_CONF") or None,
+            "sbatch_args": tuple(shlex.split(env.get("INFERSWEEP_SLURM_SBATCH_ARGS", ""))),
+            "ssh_conn_id": env.get("INFERSWEEP_SLURM_SSH_CONN_ID") or None,
+            "partition": env.get("INFERSWEEP_SLURM_PARTITION") or None,
+            "account": env.get("INFERSWEEP_SLURM_ACCOUNT") or None,
+            "log_dir": env.get("INFERSWEEP_SLURM_LOG_DIR") or log_dir}

@@ -6,7 +6,7 @@ from typing import Any
 
 from infersweep.engines.base import Engine, EngineError
 
-ENGINE_NAMES: tuple[str, ...] = ("sim", "vllm-process", "vllm-docker")
+ENGINE_NAMES: tuple[str, ...] = ("sim", "vllm-process", "vllm-docker", "slurm")
 
 
 def get_engine(name: str, **options: Any) -> Engine:
@@ -29,4 +29,8 @@ def get_engine(name: str, **options: Any) -> Engine:
             raise EngineError(f"the vllm-docker backend is unavailable: {exc}") from exc
         engine: Engine = DockerEngine(**options)
         return engine
+    if name == "slurm":
+        from infersweep.engines.slurm import SlurmEngine
+
+        return SlurmEngine(**options)
     raise EngineError(f"unknown engine {name!r}; expected one of: {', '.join(ENGINE_NAMES)}")

@@ -11,13 +11,15 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
 from infersweep.config.inventory import Node
 from infersweep.config.settings import SimNoiseSettings
-from infersweep.engines.base import EngineError
+from infersweep.engines.base import EngineError, ServerHandle
 from infersweep.engines.process import ProcessEngine
+from infersweep.engines.sim.components import component_sim_argv
 from infersweep.engines.sim.config import DEFAULT_GPU_PROFILE, recipe_to_sim_argv, sim_command
 from infersweep.engines.sim.profiles import (
     ProfileError,
@@ -27,6 +29,7 @@ from infersweep.engines.sim.profiles import (
 )
 from infersweep.recipes.hardware import gpu_for_runner
 from infersweep.recipes.model import Recipe
+from infersweep.recipes.topology import Component, TopologyRecipe
 
 #: Fault injection (reliability tests, drills): JSON `{selector: [sim fault flags]}`, where a selector is
 #: "*", "tp=N" or a serve-group id, e.g. `{"tp=2": ["--die-after-requests", "9", "--fault-once", "/tmp/m"]}`.
@@ -35,8 +38,11 @@ FAULTS_ENV = "INFERSWEEP_SIM_FAULTS"
 _FAULT_FLAGS = ("--fail-at-start", "--die-after-requests", "--startup-delay", "--fault-once")
 
 
-def fault_args(recipe: Recipe, spec: str | None = None) -> list[str]:
-    """The fault flags `INFERSWEEP_SIM_FAULTS` (or `spec`) injects into this recipe's server."""
+def fault_args(recipe: Recipe, spec: str | None = None, *, component: str | None = None) -> list[str]:
+    """The fault flags `INFERSWEEP_SIM_FAULTS` (or `spec`) injects into this recipe's server.
+
+    `component` (a topology worker's name, e.g. `decode-1`) is a selector too, so a drill can kill one
+    worker of a disaggregated group."""
     raw = os.environ.get(FAULTS_ENV, "") if spec is None else spec
     if not raw.strip():
         return []
@@ -49,7 +55,7 @@ def fault_args(recipe: Recipe, spec: str | None = None) -> list[str]:
     tp = _recipe_tp(recipe.argv)
     out: list[str] = []
     for selector, flags in faults.items():
-        if selector in ("*", f"tp={tp}", recipe.serve_group):
+        if selector in ("*", f"tp={tp}", recipe.serve_group) or (component is not None and selector == component):
             bad = [f for f in flags if str(f).startswith("-") and str(f).split("=")[0] not in _FAULT_FLAGS]
             if bad:
                 raise EngineError(f"{FAULTS_ENV}: only fault flags are allowed ({', '.join(_FAULT_FLAGS)}), "
@@ -80,6 +86,11 @@ class SimConfigError(EngineError):
 
     kind = "config_error"
     transient = False
+
+#: Env var naming the topology component a process simulates (set by `component_recipe`).
+COMPONENT_ENV = "INFERSWEEP_SIM_COMPONENT"
+_URL_PLACEHOLDER = re.compile(r"\{url:([A-Za-z0-9_.-]+)\}")
+
 
 class SimulatedEngine(ProcessEngine):
     """Run recipes on the simulator. Results carry engine version `sim-<version>` from `/version`."""
@@ -115,6 +126,8 @@ class SimulatedEngine(ProcessEngine):
         self.extra_args = tuple(extra_args)
         self.python = python
         self.noise = noise
+        #: (serve group, component name) → base URL of the topology components this engine started.
+        self._component_urls: dict[tuple[str | None, str], str] = {}
 
     def gpu_profile_for(self, node: Node | None) -> str:
         """Explicit profile, else the node's `gpu-profile`, else its runner label's GPU, else h100."""
@@ -141,7 +154,17 @@ class SimulatedEngine(ProcessEngine):
             args[args.index("--noise-seed") + 1] = str(int.from_bytes(digest[:4], "big"))
         return args
 
+    def start(self, recipe: Recipe, node: Node | None = None) -> ServerHandle:
+        """Start the recipe's server; a topology component's address is remembered for its router."""
+        handle = super().start(recipe, node)
+        name = recipe.env.get(COMPONENT_ENV)
+        if name:
+            self._component_urls[(recipe.serve_group, name)] = handle.base_url
+        return handle
+
     def command(self, recipe: Recipe, node: Node | None) -> list[str]:
+        if recipe.argv[:2] == ("infersweep", "sim"):
+            return self._component_command(recipe, node)
         if self.model_profile is None and find_model_profile(recipe.model) is None:
             # A config problem, not a server failure: classified so it fails fast instead of being retried.
             raise SimConfigError(
@@ -156,3 +179,47 @@ class SimulatedEngine(ProcessEngine):
         except ValueError as exc:
             raise EngineError(f"cannot run this recipe on the simulator: {exc}") from exc
         return sim_command(argv, self.python)
+
+    def _component_command(self, recipe: Recipe, node: Node | None) -> list[str]:
+        """A topology component `component_recipe` translated: workers get this engine's profiles, time scale,
+        extra flags, their own noise path and the faults whose selector names them; the router's
+        `{url:NAME}` placeholders become the addresses of the workers this engine started."""
+        argv = list(recipe.argv[1:])
+        name = recipe.env.get(COMPONENT_ENV, "")
+        if argv[:2] == ["sim", "serve"]:
+            if self.model_profile is None and find_model_profile(recipe.model) is None:
+                raise SimConfigError(
+                    f"the simulator has no model profile for {recipe.model!r}; set `sim: {{model-profile: NAME}}` "
+                    "in the sweep file (NAME from `infersweep sim profiles`)")
+            own = recipe.model_copy(update={"serve_group": f"{recipe.serve_group or ''}/{name}"})
+            argv += [*(["--model-profile", self.model_profile] if self.model_profile else []),
+                     "--gpu-profile", self.gpu_profile_for(node), "--time-scale", repr(float(self.time_scale)),
+                     *self.extra_args, *self.noise_args(own), *fault_args(recipe, component=name or None)]
+        elif argv[:2] == ["sim", "router"]:
+            def fill(m: re.Match[str]) -> str:
+                url = self._component_urls.get((recipe.serve_group, m.group(1)))
+                if url is None:
+                    raise SimConfigError(f"router of {recipe.serve_group}: {m.group(1)} has not been started by "
+                                         "this engine (start the workers first)")
+                return url
+            argv = [_URL_PLACEHOLDER.sub(fill, a) for a in argv]
+        return sim_command(argv, self.python)
+
+
+def component_recipe(component: Component, topology: TopologyRecipe, recipe: Recipe) -> Recipe:
+    """The recipe `SimulatedEngine.start` runs for one topology component (`engines.topology.Translate`).
+
+    `recipe` is the component's recipe with placeholders filled and its port chosen; the result runs
+    `infersweep sim serve … --role prefill|decode|aggregated --kv-transfer E` for a worker's head rank,
+    `infersweep sim router --prefill … --decode …` for the topology's entry router, and `infersweep sim idle`
+    for what the simulator needs nothing from (ranks > 0, etcd, NATS), on `recipe.port`
+    (`sim.components.component_sim_argv`). Start the workers before the router through the same
+    `SimulatedEngine`: it fills the router's worker URLs from the workers it started. Raises SimConfigError
+    when the component cannot be simulated.
+    """
+    try:
+        argv = component_sim_argv(component, topology, recipe=recipe)
+    except ValueError as exc:
+        raise SimConfigError(f"cannot run {component.name} on the simulator: {exc}") from exc
+    return recipe.model_copy(update={"argv": ("infersweep", *argv), "framework": "sim",
+                                     "env": {**recipe.env, COMPONENT_ENV: component.name}})

@@ -36,7 +36,7 @@ def plan_command(
     paths: list[Path] = typer.Argument(..., help="Sweep files, folders of sweep files, or InferenceX master files."),
     runners: Path | None = typer.Option(None, "--runners", help="runners.yaml (default: one beside a master file)."),
     single_node: bool = typer.Option(False, "--single-node", help="Single-node entries only (as the reference)."),
-    multi_node: bool = typer.Option(False, "--multi-node", help="Multinode entries only (planned, not executed)."),
+    multi_node: bool = typer.Option(False, "--multi-node", help="Multinode entries only (their serve groups run through the DAG)."),
     config_keys: list[str] | None = typer.Option(None, "--config-keys", help="Config keys or globs (repeatable)."),
     model_prefix: list[str] | None = typer.Option(None, "--model-prefix", help="Config-key prefix (repeatable)."),
     precision: list[str] | None = typer.Option(None, "--precision", help="e.g. fp4, fp8 (repeatable)."),
@@ -89,7 +89,8 @@ def render(plan: Plan, output: OutputFormat) -> str:
     if output is OutputFormat.inferencex:
         return json.dumps(inferencex_rows(plan.jobs, plan.agentic, plan.key_order, plan.multinode))
     if output is OutputFormat.groups:
-        return json.dumps([group_json(g, plan.memory.get(g.id)) for g in plan.groups], indent=2)
+        return json.dumps([group_json(g, plan.memory.get(g.id)) for g in [*plan.groups, *plan.multinode_groups]],
+                          indent=2)
     if output is OutputFormat.json:
         return json.dumps({
             "summary": plan.summary.to_json(),
@@ -116,7 +117,7 @@ def render_table(plan: Plan) -> str:
         lines.append(f"pruned (cannot fit): {s.pruned_groups} groups, {s.pruned_jobs} jobs")
     header = ("ID", "CONFIG KEY", "SEQ", "LAYOUT", "GPUS", "CONCS", "EVAL", "MEMORY")
     rows = [header]
-    for g in plan.groups:
+    for g in [*plan.groups, *plan.multinode_groups]:
         rows.append((g.id, g.config_key, g.seq_len, g.layout, str(g.gpus),
                      ",".join(map(str, g.concs)), ",".join(map(str, g.eval_concs)) or "-",
                      _memory_brief(plan.memory.get(g.id))))

@@ -7,8 +7,9 @@ the DAG factory, the store). Field names follow InferenceX's matrix row with `-`
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -99,11 +100,83 @@ def layout_name(*, tp: int, ep: int = 1, dp_attn: bool = False, pp: int = 1, dcp
     return text
 
 
+def pools_label(pools: Sequence[Mapping[str, Any]]) -> str:
+    """A multinode topology in a few characters, pool after pool: `1p-tp8+2d-tp8-ep8-dpa` (workers, the pool
+    role's initial, then its layout), from stored pool rows (`WorkerPool` as JSON) or report records."""
+    def one(pool: Mapping[str, Any]) -> str:
+        parts = [f"{pool.get('num_worker', 1)}{str(pool.get('role', 'w'))[0]}", f"tp{pool.get('tp', 1)}"]
+        if (pool.get("ep") or 1) > 1:
+            parts.append(f"ep{pool['ep']}")
+        if (pool.get("pp") or 1) > 1:
+            parts.append(f"pp{pool['pp']}")
+        if pool.get("dp_attn"):
+            parts.append("dpa")
+        return "-".join(parts)
+
+    return "+".join(one(p) for p in pools)
+
+
 def layout_of(row: Mapping[str, Any]) -> str:
     """`layout_name` of a stored group or point row (its nullable layout columns default to 1 / none)."""
     return layout_name(tp=row["tp"] or 1, ep=row["ep"] or 1, dp_attn=bool(row["dp_attn"]), pp=row["pp"] or 1,
                        dcp_size=row["dcp_size"] or 1, pcp_size=row["pcp_size"] or 1,
                        spec_decoding=row["spec_decoding"])
+
+
+PoolRole = Literal["prefill", "decode", "aggregated"]
+_ROLE_LETTER = {"prefill": "P", "decode": "D", "aggregated": "W"}
+
+
+class WorkerPool(BaseModel):
+    """One pool of workers of a topology: every worker has the same parallel layout and hardware."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    role: PoolRole
+    num_worker: int = Field(ge=1)
+    tp: int = Field(ge=1)
+    pp: int = Field(default=1, ge=1)
+    ep: int = Field(default=1, ge=1)
+    dp_attn: bool = False
+    dcp_size: int = Field(default=1, ge=1)
+    pcp_size: int = Field(default=1, ge=1)
+    runner: str = Field(description="runner label whose nodes this pool leases")
+    hardware: str | None = Field(default=None, description="GPU SKU of a heterogeneous pool (None: the runner's)")
+    gpus_per_node: int = Field(default=8, ge=1)
+    additional_settings: tuple[str, ...] = ()
+
+    @property
+    def gpus_per_worker(self) -> int:
+        """GPUs one worker occupies (InferenceX: tp x pp x pcp)."""
+        return self.tp * self.pp * self.pcp_size
+
+    @property
+    def gpus(self) -> int:
+        """GPUs of the whole pool (InferenceX's PREFILL_GPUS / DECODE_GPUS)."""
+        return self.num_worker * self.gpus_per_worker
+
+    @property
+    def nodes_per_worker(self) -> int:
+        """Whole nodes one worker spans (1 when it fits on a node)."""
+        return max(1, math.ceil(self.gpus_per_worker / self.gpus_per_node))
+
+    @property
+    def workers_per_node(self) -> int:
+        """Workers packed onto one node (1 when a worker needs a node or more)."""
+        return max(1, self.gpus_per_node // self.gpus_per_worker)
+
+    @property
+    def nodes(self) -> int:
+        """Nodes this pool leases."""
+        if self.nodes_per_worker > 1:
+            return self.num_worker * self.nodes_per_worker
+        return math.ceil(self.num_worker / self.workers_per_node)
+
+    @property
+    def label(self) -> str:
+        """`2xTP8`, `1xDEP16` …: workers x layout, as the reports name a pool."""
+        kind = "DEP" if self.dp_attn else ("TEP" if self.ep > 1 else "TP")
+        return f"{self.num_worker}x{kind}{self.tp}" + (f"-PP{self.pp}" if self.pp > 1 else "")
 
 
 class EntryIdentity(BaseModel):
@@ -202,11 +275,30 @@ class ServeGroup(ServerSpec):
     id: str
     concs: tuple[int, ...] = Field(description="ascending")
     eval_concs: tuple[int, ...] = ()
+    pools: tuple[WorkerPool, ...] = Field(
+        default=(), description="multinode: the worker pools (prefill, decode); empty for a single-node server")
+
+    @property
+    def multinode(self) -> bool:
+        """A topology of worker pools over several processes (and usually nodes)."""
+        return bool(self.pools)
 
     @property
     def gpus(self) -> int:
-        """GPUs one server of this group occupies (InferenceX: tp*pp*pcp; DEP uses TP GPUs)."""
+        """GPUs the group's server occupies: tp*pp*pcp (DEP uses TP GPUs), or every GPU of every pool of a
+        multinode topology (InferenceX's PREFILL_GPUS + DECODE_GPUS)."""
+        if self.pools:
+            return sum(p.gpus for p in self.pools)
         return self.tp * self.pp * self.pcp_size
+
+    def pool_gpus(self, role: PoolRole) -> int:
+        """GPUs of the pools with `role` (0 when there is none)."""
+        return sum(p.gpus for p in self.pools if p.role == role)
+
+    @property
+    def nodes(self) -> int:
+        """Nodes the group leases at once: 1, or the sum of its pools' nodes (pools never share a node)."""
+        return sum(p.nodes for p in self.pools) if self.pools else 1
 
     @property
     def max_conc(self) -> int:
@@ -214,7 +306,13 @@ class ServeGroup(ServerSpec):
 
     @property
     def layout(self) -> str:
-        """Parallel layout in the seed recipe's words: TP8, TEP8 (ep>1), DEP8 (dp-attn), + PPn / DCPn / PCPn / MTP."""
+        """Parallel layout in the seed recipe's words: TP8, TEP8 (ep>1), DEP8 (dp-attn), + PPn / DCPn / PCPn / MTP;
+        a disaggregated topology names its pools: `1P-TP8+2D-DEP16`."""
+        if self.pools:
+            text = "+".join(f"{p.num_worker}{_ROLE_LETTER[p.role]}-{p.label.split('x', 1)[1]}" for p in self.pools)
+            if self.spec_decoding and self.spec_decoding != "none":
+                text += f"-{self.spec_decoding.upper()}"
+            return text
         return layout_name(tp=self.tp, ep=self.ep, dp_attn=self.dp_attn, pp=self.pp, dcp_size=self.dcp_size,
                            pcp_size=self.pcp_size, spec_decoding=self.spec_decoding)
 

@@ -409,11 +409,19 @@ def mark_multinode_eval(rows: Sequence[MultinodeJob]) -> list[MultinodeJob]:
 
 
 def _multinode_eval_policy(rows: list[MultinodeJob], eval_for: Callable[[str], Any] | None) -> list[MultinodeJob]:
-    """A sweep file with evals off turns the multinode marks off too."""
+    """A sweep file with evals off turns the multinode marks off too; `select: max-conc` evaluates every
+    fixed-seq-len row at its highest concurrency (as it does single-node groups)."""
     if eval_for is None:
         return rows
-    return [r if not r.run_eval or eval_for(r.config_key).enabled else
-            r.model_copy(update={"run_eval": False, "eval_conc": None}) for r in rows]
+    out = []
+    for r in rows:
+        settings = eval_for(r.config_key)
+        if not settings.enabled:
+            r = r.model_copy(update={"run_eval": False, "eval_conc": None}) if r.run_eval else r
+        elif settings.select == "max-conc" and r.scenario_type is None:
+            r = r.model_copy(update={"run_eval": True, "eval_conc": max(r.conc)})
+        out.append(r)
+    return out
 
 
 def _agentic_concs(point: AgenticPoint, f: PlanFilters) -> list[int]:

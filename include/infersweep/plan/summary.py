@@ -7,7 +7,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from infersweep.plan.groups import group_fingerprint, group_jobs, group_key, jobs_by_group, server_tuple
+from infersweep.plan.groups import (
+    group_fingerprint,
+    group_jobs,
+    group_key,
+    jobs_by_group,
+    multinode_groups,
+    server_tuple,
+)
 from infersweep.plan.models import AgenticJob, Job, MultinodeJob, ServeGroup
 from infersweep.plan.planner import PlanFilters, Unsupported, expand
 
@@ -31,6 +38,8 @@ class PlanSummary:
     agentic_jobs: int = 0
     agentic_keys: int = 0
     multinode_jobs: int = 0  # fixed-seq-len multinode rows
+    multinode_groups: int = 0  # their serve groups (rows that differ only in conc share one)
+    multinode_nodes: int = 0  # nodes those groups lease, summed
     multinode_agentic_jobs: int = 0
     multinode_keys: int = 0
 
@@ -64,9 +73,11 @@ class PlanSummary:
         lines = []
         if self.agentic_jobs:
             lines.append(f"agentic-coding: planned, not executed: {self.agentic_jobs:,} jobs ({keys(self.agentic_keys)})")
-        if self.multinode_jobs or self.multinode_agentic_jobs:
-            lines.append(f"multinode: planned, not executed: {self.multinode_jobs:,} jobs + "
-                         f"{self.multinode_agentic_jobs:,} agentic-coding jobs ({keys(self.multinode_keys)})")
+        if self.multinode_jobs:
+            lines.append(f"multinode: {self.multinode_jobs:,} fixed-seq-len jobs in {self.multinode_groups:,} serve "
+                         f"groups over {self.multinode_nodes:,} node leases ({keys(self.multinode_keys)})")
+        if self.multinode_agentic_jobs:
+            lines.append(f"multinode agentic-coding: planned, not executed: {self.multinode_agentic_jobs:,} jobs")
         return lines
 
 
@@ -78,7 +89,8 @@ class Plan:
     memory: dict[str, Any] = field(default_factory=dict)  # group id → preflight result (has .to_json(), .verdict)
     pruned: list[tuple[ServeGroup, Any]] = field(default_factory=list)
     agentic: list[AgenticJob] = field(default_factory=list)  # planned, not executed yet
-    multinode: list[MultinodeJob] = field(default_factory=list)  # planned, not executed yet (issue #20)
+    multinode: list[MultinodeJob] = field(default_factory=list)  # the generator's multinode rows
+    multinode_groups: list[ServeGroup] = field(default_factory=list)  # their serve groups (fixed-seq-len)
     key_order: list[str] = field(default_factory=list)  # config keys in expansion order
 
 
@@ -92,6 +104,7 @@ def build_plan(sweep: Any, filters: PlanFilters | None = None, *, preflight: Pre
     expansion = expand(sweep, filters)
     jobs = expansion.jobs
     groups = group_jobs(jobs)
+    mn_groups = multinode_groups(expansion.multinode, getattr(sweep, "runners", None))
     memory: dict[str, Any] = {}
     if preflight is not None:
         for group in groups:
@@ -117,9 +130,10 @@ def build_plan(sweep: Any, filters: PlanFilters | None = None, *, preflight: Pre
         multinode_jobs=sum(m.scenario_type is None for m in expansion.multinode),
         multinode_agentic_jobs=sum(m.scenario_type is not None for m in expansion.multinode),
         multinode_keys=len({m.config_key for m in expansion.multinode}),
+        multinode_groups=len(mn_groups), multinode_nodes=sum(g.nodes for g in mn_groups),
     )
     return Plan(jobs=jobs, groups=groups, summary=summary, memory=memory, pruned=pruned, agentic=expansion.agentic,
-                multinode=expansion.multinode, key_order=expansion.keys)
+                multinode=expansion.multinode, key_order=expansion.keys, multinode_groups=mn_groups)
 
 
 def group_json(group: ServeGroup, memory: Any = None) -> dict[str, Any]:
@@ -132,6 +146,10 @@ def group_json(group: ServeGroup, memory: Any = None) -> dict[str, Any]:
         "pcp-size": group.pcp_size, "spec-decoding": group.spec_decoding, "max-model-len": group.max_model_len,
         "exp-name": group.exp_name, "concs": list(group.concs), "eval-concs": list(group.eval_concs),
         "gpus": group.gpus, "memory": memory.to_json() if memory is not None else None,
+        **({"multinode": True, "nodes": group.nodes, "disagg": group.disagg,
+            "pools": [p.model_dump(mode="json") for p in group.pools],
+            "router": group.router.model_dump(mode="json") if group.router else None,
+            "kv-p2p-transfer": group.kv_p2p_transfer} if group.pools else {}),
     }
 
 
@@ -141,6 +159,8 @@ def job_json(job: AnyJob) -> dict[str, Any]:
     row["config-key"] = job.config_key
     if isinstance(job, Job):
         row["group-id"] = group_fingerprint(group_key(job))
+    elif isinstance(job, MultinodeJob) and job.scenario_type is None:
+        row["group-id"] = multinode_groups([job])[0].id
     else:
         row["executed"] = False
     return row

@@ -106,6 +106,10 @@ class Recipe(BaseModel):
     client: ClientSpec = Field(
         default_factory=ClientSpec,
         description="how the benchmark client talks to the server (endpoint, client-side chat template)")
+    gpu_ids: tuple[int, ...] = Field(
+        default=(), description="exact GPU ids on its node (a topology component's placement); empty: any `gpus`")
+    host_network: bool = Field(
+        default=False, description="share the node's network (multi-node workers reach each other by node address)")
 
     def fingerprint(self) -> str:
         """sha256 of what determines results: image, argv, env, GPUs, model.
@@ -114,7 +118,9 @@ class Recipe(BaseModel):
         (mounts, `HF_HUB_CACHE`) differ per node and run without changing a number, so they are excluded:
         the same recipe on another node or port is the same recipe, and reuse finds it.
         """
-        payload = self.model_dump(mode="json", exclude={"port", "serve_group", "mounts", "ready_timeout_s"})
+        # Which GPUs of a node and its network namespace are placement too (the topology fingerprints placement).
+        payload = self.model_dump(mode="json", exclude={"port", "serve_group", "mounts", "ready_timeout_s",
+                                                        "gpu_ids", "host_network"})
         # Fields a vLLM recipe without them never had stay out, so its fingerprint (and store reuse) is unchanged.
         if not self.components:
             del payload["components"]

@@ -36,7 +36,7 @@ def builder_for(framework: str) -> RecipeBuilder:
     if target is None:
         raise UnsupportedFrameworkError(
             f"unsupported framework {framework!r}; recipe builders exist for {', '.join(sorted(BUILDERS))} "
-            "(multi-node frameworks are planned, not executed)")
+            "(multi-node frameworks build a topology: infersweep.recipes.disagg.build_topology)")
     module, _, name = target.partition(":")
     try:
         fn: RecipeBuilder = getattr(importlib.import_module(module), name)

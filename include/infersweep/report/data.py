@@ -14,6 +14,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from infersweep.plan.models import pools_label
+
 #: Engines whose numbers are not measurements of real hardware. They are never mixed with real ones.
 SIMULATED_ENGINES = frozenset({"sim"})
 
@@ -53,6 +55,8 @@ class ReportPoint(BaseModel):
     dp_attn: bool = False
     pp: int = 1
     gpus: int | None = None
+    #: Multinode: the worker pools ({role, num_worker, tp, ep, dp_attn, pp, …}); None for one server process.
+    pools: list[dict[str, Any]] | None = None
     isl: int
     osl: int
     conc: int
@@ -98,7 +102,10 @@ class ReportPoint(BaseModel):
 
     @property
     def topology(self) -> str:
-        """Compact parallelism label, e.g. `tp8`, `tp8-ep8-dpa`, `tp4-pp2`."""
+        """Compact parallelism label, e.g. `tp8`, `tp8-ep8-dpa`, `tp4-pp2`; a disaggregated server names its
+        pools, e.g. `1p-tp8+2d-tp8-ep8-dpa` (workers x layout per pool)."""
+        if self.pools:
+            return pools_label(self.pools)
         parts = [f"tp{self.tp}"]
         if self.ep > 1:
             parts.append(f"ep{self.ep}")
@@ -129,7 +136,7 @@ class ReportPoint(BaseModel):
         """What must match for two points to be "the same configuration" (image and run excluded)."""
         return (
             self.engine_kind, self.config_key, self.model, self.runner, self.framework, self.precision,
-            self.spec_label, self.tp, self.ep, self.dp_attn, self.pp,
+            self.spec_label, self.tp, self.ep, self.dp_attn, self.pp, self.topology if self.pools else None,
         )
 
     @property
@@ -247,3 +254,4 @@ def parse_cost_option(values: Iterable[str]) -> dict[str, float]:
                              "dollars per GPU-hour, e.g. h200=3.50")
         out[runner] = cost
     return out
+

@@ -72,7 +72,23 @@ def from_inferencex(rec: Mapping[str, Any], *, run_id: str) -> ReportPoint:
     for seconds, ms in _INFERENCEX_SECONDS.items():
         if rec.get(seconds) is not None:
             data[ms] = float(rec[seconds]) * 1000.0
+    if str(rec.get("is_multinode", False)).lower() == "true":
+        data.update(_inferencex_pools(rec))
     return ReportPoint(**data)
+
+
+def _inferencex_pools(rec: Mapping[str, Any]) -> dict[str, Any]:
+    """A multinode aggregate record's pools and GPU count (process_result's prefill_* / decode_* keys)."""
+    pools = []
+    for role in ("prefill", "decode"):
+        workers = int(rec.get(f"{role}_num_workers") or 0)
+        if not workers or not int(rec.get(f"num_{role}_gpu") or 0):
+            continue
+        pools.append({"role": role, "num_worker": workers, "tp": int(rec.get(f"{role}_tp") or 1),
+                      "ep": int(rec.get(f"{role}_ep") or 1), "pp": int(rec.get(f"{role}_pp") or 1),
+                      "dp_attn": str(rec.get(f"{role}_dp_attention", False)).lower() == "true"})
+    gpus = int(rec.get("num_prefill_gpu") or 0) + int(rec.get("num_decode_gpu") or 0)
+    return {"pools": pools or None, **({"gpus": gpus} if gpus else {})}
 
 
 def _spool_points(records: Iterable[Mapping[str, Any]], *, source: str) -> list[ReportPoint]:

@@ -31,7 +31,7 @@ from infersweep.store.models import BenchmarkResult, Run
 _COLUMNS = (
     "image", "image_digest", "engine", "engine_version", "recipe_fingerprint", "config_key", "model",
     "model_prefix", "runner", "framework", "precision", "spec_decoding", "tp", "ep", "dp_attn", "pp", "gpus",
-    "isl", "osl", "conc", "tput_per_gpu", "output_tput_per_gpu", "median_ttft_ms", "p99_ttft_ms",
+    "pools", "isl", "osl", "conc", "tput_per_gpu", "output_tput_per_gpu", "median_ttft_ms", "p99_ttft_ms",
     "median_tpot_ms", "p99_tpot_ms", "median_intvty", "median_e2el_ms", "p99_e2el_ms", "num_completed",
     "num_failed", "client_bound", "status", "failure_kind", "error", "measured_at",
 )

@@ -228,7 +228,7 @@ class ResultStore:
             "framework": g.get("framework"), "runner": g.get("runner"), "isl": g.get("isl"), "osl": g.get("osl"),
             "tp": g.get("tp"), "ep": g.get("ep"), "dp_attn": g.get("dp_attn"), "pp": g.get("pp"),
             "dcp_size": g.get("dcp_size"), "pcp_size": g.get("pcp_size"), "spec_decoding": g.get("spec_decoding"),
-            "router": g.get("router"), "kv_p2p_transfer": g.get("kv_p2p_transfer"),
+            "router": g.get("router"), "kv_p2p_transfer": g.get("kv_p2p_transfer"), "pools": g.get("pools") or None,
             "max_model_len": g.get("max_model_len"), "image": g.get("image"),
             "concs": list(g["concs"]) if g.get("concs") is not None else None,
             "n_points": len(g["concs"]) if g.get("concs") is not None else None,

@@ -137,6 +137,8 @@ class ServeGroupRow(_Stamped, Base):
     spec_decoding: Mapped[str | None] = mapped_column(String(40))
     router: Mapped[dict[str, Any] | None] = mapped_column(JSONType, doc="router/frontend {name, version}")
     kv_p2p_transfer: Mapped[str | None] = mapped_column(String(100))
+    pools: Mapped[list[dict[str, Any]] | None] = mapped_column(
+        JSONType, doc="multinode: the worker pools (role, num_worker, tp, ep, dp_attn, pp, runner, …); null single-node")
     max_model_len: Mapped[int | None]
     concs: Mapped[list[int] | None] = mapped_column(JSONType, doc="ascending")
     n_points: Mapped[int] = mapped_column(Integer, default=0, doc="planned points (len(concs)) for run summaries")
@@ -229,6 +231,8 @@ class BenchmarkResult(_ResultIdentity, _Stamped, Base):
     spec_decoding: Mapped[str | None] = mapped_column(String(40))
     router: Mapped[dict[str, Any] | None] = mapped_column(JSONType, doc="router/frontend {name, version}")
     kv_p2p_transfer: Mapped[str | None] = mapped_column(String(100))
+    pools: Mapped[list[dict[str, Any]] | None] = mapped_column(
+        JSONType, doc="multinode: the worker pools (role, num_worker, tp, ep, dp_attn, pp, runner, …); null single-node")
     gpus: Mapped[int | None]
     # Headline metrics (vLLM definitions; InferenceX per-GPU normalisation; interactivity = 1000/TPOT).
     tput_per_gpu: Mapped[float | None] = mapped_column(Float)
@@ -366,6 +370,7 @@ class NodeLeaseRow(Base):
             postgresql_where=text("released_at IS NULL"), sqlite_where=text("released_at IS NULL"),
         ),
         Index(None, "expires_at"),
+        Index(None, "set_id"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -381,4 +386,26 @@ class NodeLeaseRow(Base):
     heartbeat_at: Mapped[datetime]
     expires_at: Mapped[datetime]
     released_at: Mapped[datetime | None]
-    release_reason: Mapped[str | None] = mapped_column(String(20), doc="released | expired")
+    release_reason: Mapped[str | None] = mapped_column(
+        String(20), doc="released | expired | partial (the rest of a set that lost a member)")
+    set_id: Mapped[str | None] = mapped_column(
+        String(36), doc="shared by the leases taken together for one group (all or none); NULL before 0005")
+
+
+class LeaseRequestRow(Base):
+    """A lease request that could not be served yet: its place in the fair (FIFO) queue.
+
+    One row per queue key (the holder without its try number, so a retried task keeps its place). The row is
+    deleted when the request is served, and ignored (then deleted) once `expires_at` passes without a poll.
+    """
+
+    __tablename__ = "lease_requests"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    queue_key: Mapped[str] = mapped_column(String(500), unique=True)
+    holder: Mapped[str] = mapped_column(String(500), doc="the holder text of the latest poll")
+    demand: Mapped[dict[str, Any]] = mapped_column(JSONType, doc='runner label -> nodes, e.g. {"h100": 2}')
+    first_requested_at: Mapped[datetime]
+    last_polled_at: Mapped[datetime]
+    expires_at: Mapped[datetime] = mapped_column(doc="last poll + the waiter TTL; a dead waiter stops blocking")
+    polls: Mapped[int] = mapped_column(Integer, default=1)

@@ -28,7 +28,7 @@ from infersweep.store.upsert import upsert, upsert_many
 #: Group columns copied onto every result row (traceability without joins).
 GROUP_IDENTITY = ("config_key", "image", "image_digest", "engine", "engine_version", "recipe_fingerprint")
 GROUP_TOPOLOGY = ("model", "model_prefix", "precision", "framework", "runner", "tp", "ep", "dp_attn", "pp",
-                  "dcp_size", "pcp_size", "spec_decoding", "router", "kv_p2p_transfer")
+                  "dcp_size", "pcp_size", "spec_decoding", "router", "kv_p2p_transfer", "pools")
 _DATETIME_FIELDS = {"logical_date", "started_at", "finished_at", "ended_at", "measured_at"}
 
 
@@ -116,7 +116,10 @@ def apply_benchmark(conn: Connection, data: Mapping[str, Any]) -> None:
     for col in GROUP_TOPOLOGY:
         if values.get(col) is None:
             values[col] = group[col]
-    if values.get("gpus") is None and group["tp"]:
+    if values.get("gpus") is None and group["pools"]:
+        # Every GPU of every pool, as InferenceX's PREFILL_GPUS + DECODE_GPUS.
+        values["gpus"] = sum(p["num_worker"] * p["tp"] * p.get("pp", 1) * p.get("pcp_size", 1) for p in group["pools"])
+    elif values.get("gpus") is None and group["tp"]:
         values["gpus"] = group["tp"] * (group["pp"] or 1) * (group["pcp_size"] or 1)
     upsert(conn, BenchmarkResult, values, key=("run_pk", "group_pk", "isl", "osl", "conc"))
 

@@ -149,7 +149,12 @@ def _seconds(start: datetime | None, end: datetime | None) -> float | None:
 
 
 def group_label(group: Mapping[str, Any]) -> str:
-    """The group's topology in a few characters: "4096/256 tp2 ep4 dep pp2"."""
+    """The group's topology in a few characters: "4096/256 tp2 ep4 dep pp2", or a multinode group's pools:
+    "4096/256 1p-tp8+2d-tp8"."""
+    if group.get("pools"):
+        from infersweep.plan.models import pools_label
+
+        return f"{group.get('isl')}/{group.get('osl')} {pools_label(group['pools'])}"
     parts = [f"{group.get('isl')}/{group.get('osl')}", f"tp{group.get('tp') or 1}"]
     if (group.get("ep") or 1) > 1:
         parts.append(f"ep{group['ep']}")
@@ -158,6 +163,16 @@ def group_label(group: Mapping[str, Any]) -> str:
     if (group.get("pp") or 1) > 1:
         parts.append(f"pp{group['pp']}")
     return " ".join(parts)
+
+
+def _waiting_for(group: Mapping[str, Any]) -> str:
+    """"waiting for a node", or for a multinode group the whole set it leases at once."""
+    if not group.get("pools"):
+        return "waiting for a node"
+    from infersweep.plan.models import WorkerPool
+
+    nodes = sum(WorkerPool.model_validate(p).nodes for p in group["pools"])
+    return f"waiting for {nodes} nodes (all at once)"
 
 
 def point_durations(points: Iterable[Mapping[str, Any]], warmups_ended: Iterable[datetime]) -> list[float]:
@@ -190,7 +205,7 @@ def _trail(group: Mapping[str, Any], attempts: Sequence[Mapping[str, Any]], *, p
     served = status == "serving" or holding or tried_serve or bool(tasks & _AFTER_SERVE)
     if not served and not terminal:
         waiting = any(_task(a["task_id"]) == "serve" and a["status"] == "waiting" for a in attempts)
-        return ("waiting", "waiting for a node", None) if waiting else ("planned", "planned", None)
+        return ("waiting", _waiting_for(group), None) if waiting else ("planned", "planned", None)
     stage: Stage = "serve"
     parts = ["serve"] if served else []
     if "warmup" in ok or "benchmark" in tasks or measured_here:
@@ -238,7 +253,9 @@ def build_run(run: Mapping[str, Any], groups: Sequence[Mapping[str, Any]], attem
                   if _task(a["task_id"]) == "warmup" and a["status"] == "success" and a["ended_at"]]
         durations = point_durations(done_points, warmed)
         pooled.extend(durations)
-        part = _Partial(group=g, held_node=held[0]["node"] if held else None, points_done=len(done_points),
+        # A multinode group holds its whole set: every node is named ("n1+n2+n3").
+        held_nodes = "+".join(sorted(x["node"] for x in held)) if held else None
+        part = _Partial(group=g, held_node=held_nodes, points_done=len(done_points),
                         points_failed=sum(1 for p in done_points if p["status"] == "failed"),
                         evals_done=len({e["conc"] for e in rows["evals"]}), pace=_mean(durations))
         part.stage, part.trail, part.kind = _trail(

@@ -21,7 +21,7 @@ from infersweep.bench.point import PointResult
 from infersweep.engines.base import Engine
 from infersweep.engines.factory import sim_tokenizer_dir
 from infersweep.faults.errors import ClassifiedError
-from infersweep.store.leases import heartbeat
+from infersweep.store.leases import heartbeat_all
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +38,9 @@ def bench_config(served: ServedGroup, conc: int, *, warmup_only: bool = False) -
         num_prompts=conc * (bench.warmups_per_conc if warmup_only else bench.prompts_per_conc),
         warmups=0 if warmup_only else conc * bench.warmups_per_conc,
         random_range_ratio=bench.random_range_ratio, gpus=group.gpus,
+        # Disaggregated: InferenceX divides output throughput by the decode pool's GPUs, input by the prefill's.
+        **({"prefill_gpus": group.pool_gpus("prefill"), "decode_gpus": group.pool_gpus("decode")}
+           if group.pool_gpus("prefill") else {}),
         # The endpoint and client-side chat template InferenceX's script uses for this key (recipes/data/client.yaml).
         **recipe.client.bench_options(),
         metadata={"config_key": group.config_key, "serve_group": group.id, "image": served.image,
@@ -61,16 +64,19 @@ def on_live_lease(deps: ChainDeps, served: ServedGroup, rc: RunContext, engine: 
     server is an orphan then, stopped here, and the dead-server check that follows starts a fresh one)."""
     served = server.current(deps, served)
     state = served.state
-    new = keep_or_relet(deps, served.group, served.nodes, state.lease, rc)
-    if new is None:
+    renewed = keep_or_relet(deps, served.group, served.nodes, state.all_leases, rc)
+    if renewed is None:
         return served
+    new = renewed[0]
     node = new.node_spec(served.nodes)
-    deps.reap(deps, node, served.engine)
+    for held in renewed:
+        deps.reap(deps, held.node_spec(served.nodes), served.engine)
     try:  # normally the reaper just did it; a server it has no record of must not keep serving either
         engine.stop(state.handle, grace_s=10)
     except Exception as exc:
         log.warning("%s: could not stop the server of the expired lease: %s", served.group.id, exc)
-    relet = served.with_state(state.model_copy(update={"lease": new, "node": node}))
+    relet = served.with_state(state.model_copy(update={
+        "lease": new, "node": node, "leases": tuple(renewed) if served.group.multinode else ()}))
     server.record_state(deps, relet)
     return relet
 
@@ -149,7 +155,7 @@ class PointMeasurer:
         from infersweep.telemetry.gpu_metrics import point_energy
 
         served, deps, group = self.served, self.deps, self.served.group
-        heartbeat(deps.store.engine, served.state.lease, ttl_s=deps.settings.lease_ttl_s)
+        heartbeat_all(deps.store.engine, served.state.all_leases, ttl_s=deps.settings.lease_ttl_s)
         try:
             result = deps.run_benchmark(bench_config(served, conc))
             extra = result.setdefault("infersweep", {})

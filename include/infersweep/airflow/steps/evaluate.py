@@ -8,7 +8,7 @@ from infersweep.airflow.payloads import ServedGroup, StepOutcome
 from infersweep.airflow.steps.benchmark import on_live_lease
 from infersweep.evals.answer_key import gsm8k_data_dir
 from infersweep.faults.errors import ClassifiedError
-from infersweep.store.leases import heartbeat
+from infersweep.store.leases import heartbeat_all
 
 
 def evaluate(served: ServedGroup, rc: RunContext, deps: ChainDeps | None = None) -> StepOutcome:
@@ -21,7 +21,7 @@ def evaluate(served: ServedGroup, rc: RunContext, deps: ChainDeps | None = None)
     scores: list[str] = []
     with recorded_attempt(store, rc, group_id=group.id, node=served.state.lease.node):
         for conc in served.eval_concs:
-            heartbeat(store.engine, served.state.lease, ttl_s=deps.settings.lease_ttl_s)
+            heartbeat_all(store.engine, served.state.all_leases, ttl_s=deps.settings.lease_ttl_s)
             result = deps.run_gsm8k(
                 served.state.handle.base_url, served.recipe.served_model_name or served.recipe.model,
                 limit=ev.limit, concurrency=conc, data_dir=gsm8k_data_dir(ev.data_dir),

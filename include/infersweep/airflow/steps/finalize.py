@@ -37,6 +37,7 @@ def finalize_run(config_key: str, rc: RunContext) -> RunOutcome:
         raise ClassifiedError("config_error", f"run {rc.run_id} was rejected before anything started; the plan "
                               "task's log names the bad config or run conf and the fix")
     status = store.finish_run()
+    _leave_lease_queue(store, rc)
     summary = store.summary()
     failures = {str(f["failure_kind"]): int(f["n"]) for f in store.failures()}
     report_path = _write_report(rc, settings)
@@ -50,6 +51,20 @@ def finalize_run(config_key: str, rc: RunContext) -> RunOutcome:
         log.info("run %s: %s", rc.run_id, line)
     return RunOutcome(status=status, label=summary.get("label"), failures=failures, not_executed=skipped,
                       report=str(report_path) if report_path else None, policy=policy)
+
+
+def _leave_lease_queue(store: ResultStore, rc: RunContext) -> None:
+    """A run that ends while some serve still waits for nodes (failed, marked failed by hand) must not keep
+    nodes earmarked for it until its waiters' TTL: nobody of this run will poll again."""
+    from infersweep.store.leases import withdraw_run
+
+    try:
+        gone = withdraw_run(store.engine, rc.dag_id, rc.run_id)
+    except Exception as exc:  # the waiter TTL ends them anyway
+        log.warning("could not leave the lease queue: %s", type(exc).__name__)
+        return
+    if gone:
+        log.info("run %s: withdrew %d waiting lease request(s)", rc.run_id, gone)
 
 
 def policy_summary(store: ResultStore) -> dict[str, Any]:

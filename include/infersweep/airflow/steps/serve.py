@@ -11,7 +11,7 @@ from infersweep.airflow.deps import ChainDeps
 from infersweep.airflow.lease import acquire_or_reschedule, leased_node
 from infersweep.airflow.payloads import ServedGroup, ServerState, StepOutcome, WorkItem
 from infersweep.faults.errors import ClassifiedError
-from infersweep.store.leases import release
+from infersweep.store.leases import release_all
 
 log = logging.getLogger(__name__)
 
@@ -27,14 +27,17 @@ def serve(work: WorkItem, rc: RunContext, deps: ChainDeps | None = None) -> Serv
                 f"`inventory: {{{group.runner}: [{{name: ..., docker-url: ...}}]}}` to the sweep file")
         # An adaptive run skips a group a prior shows dominated before it takes a node (GroupSkipped).
         policies.skip_if_dominated(deps.store, work, rc)
-        lease = acquire_or_reschedule(deps, group, work.nodes, rc)
-        with leased_node(deps, group, lease, concs=work.concs):
+        leases = acquire_or_reschedule(deps, group, work.nodes, rc)
+        with leased_node(deps, group, leases, concs=work.concs) as lease:
             node = lease.node_spec(work.nodes)
-            attempt["node"] = node.name
-            deps.reap(deps, node, work.engine)
+            attempt["node"] = ",".join(le.node for le in leases)
+            for held in leases:
+                deps.reap(deps, held.node_spec(work.nodes), work.engine)
             engine = deps.engine(work, rc)
-            handle = server.start_server(deps, engine, work, node, lease, rc)
-            served = ServedGroup(**dict(work), state=ServerState(handle=handle, node=node, lease=lease))
+            members = tuple(leases) if group.multinode else ()
+            handle = server.start_server(deps, engine, work, node, lease, rc, members)
+            served = ServedGroup(**dict(work), state=ServerState(handle=handle, node=node, lease=lease,
+                                                                 leases=members))
             server.record_state(deps, served)
         return served
 
@@ -57,9 +60,9 @@ def teardown(served: ServedGroup, rc: RunContext, deps: ChainDeps | None = None)
                                      node=current.state.node.name)
         # Raises while the results DB is unreachable: the teardown is retried, rather than leaving the node
         # booked until the lease's TTL.
-        released = release(deps.store.engine, current.state.lease)
+        released = release_all(deps.store.engine, current.state.all_leases) > 0
         if current.state.lease.id != served.state.lease.id:
-            released = release(deps.store.engine, served.state.lease) or released
+            released = release_all(deps.store.engine, served.state.all_leases) > 0 or released
         deps.store.record_server(group.id, None)
         deps.store.record_group({"id": group.id}, status="done", finished_at=datetime.now(UTC))
         flushed = deps.store.flush()

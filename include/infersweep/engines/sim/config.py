@@ -22,6 +22,12 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from infersweep.engines.sim.kv_transfer import (
+    DEFAULT_TRANSFER_ENGINE,
+    LINK_GB_S,
+    TRANSFER_ENGINES,
+    check_kv_transfer,
+)
 from infersweep.engines.sim.noise import DEFAULT_TAU_S, MAX_SIGMA, NoiseModel
 from infersweep.engines.sim.profiles import Precision, find_model_profile, precision_from_model_id
 from infersweep.recipes.model import CONFIG_DIR, Recipe
@@ -107,6 +113,10 @@ class SimConfig(BaseModel):
     ignored_flags: tuple[str, ...] = ()
     ignored_recipe_flags: tuple[str, ...] = Field(
         default=(), description="the recipe's own flags that have no effect in the simulator (non-vLLM flavors)")
+    role: Literal["aggregated", "prefill", "decode"] = Field(
+        default="aggregated", description="disaggregated serving: prefill-only or decode-only worker (see router.py)")
+    kv_transfer: str = Field(default=DEFAULT_TRANSFER_ENGINE, description="KV transfer engine (kv_transfer.py)")
+    kv_link: str | None = Field(default=None, description="KV link (kv_transfer.py; None: the GPU's usual one)")
 
     @model_validator(mode="after")
     def _check(self) -> SimConfig:
@@ -114,6 +124,7 @@ class SimConfig(BaseModel):
             raise ValueError(f"--ep must be 1 or tp*dp ({self.tp * self.dp}), got {self.ep}")
         if self.accuracy != 1.0 and not self.answer_key:
             raise ValueError("--accuracy needs --answer-key")
+        check_kv_transfer(self.kv_transfer, self.kv_link)
         return self
 
     @property
@@ -199,6 +210,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="correlation time of the speed factor in simulated seconds")
     g.add_argument("--ignored-recipe-flags", dest="noop_recipe_flags", default="",
                    help="comma-separated recipe flags that have no effect here (listed in /version)")
+    d = p.add_argument_group("disaggregated serving (workers behind `infersweep sim router`)")
+    d.add_argument("--role", choices=["aggregated", "prefill", "decode"], default="aggregated",
+                   help="prefill: compute prompts and send their KV; decode: generate from received KV")
+    d.add_argument("--kv-transfer", choices=sorted(TRANSFER_ENGINES), default=DEFAULT_TRANSFER_ENGINE,
+                   help="KV transfer engine a prefill worker sends with (its efficiency and latency)")
+    d.add_argument("--kv-link", choices=sorted(LINK_GB_S),
+                   help="link between the pools (default: the GPU profile's usual scale-out link)")
     f = p.add_argument_group("faults")
     f.add_argument("--fail-at-start", choices=["kv-oom"], help="exit at start-up with vLLM's KV OOM error")
     f.add_argument("--die-after-requests", type=int, help="exit abruptly after N requests")
@@ -255,6 +273,7 @@ def parse_sim_argv(argv: Sequence[str]) -> SimConfig:
             fail_at_start=ns.fail_at_start, die_after_requests=ns.die_after_requests,
             startup_delay=ns.startup_delay, fault_once=ns.fault_once, ignored_flags=ignored,
             ignored_recipe_flags=tuple(f for f in ns.noop_recipe_flags.split(",") if f),
+            role=ns.role, kv_transfer=ns.kv_transfer, kv_link=ns.kv_link,
         )
     except ValueError as exc:  # pydantic ValidationError is a ValueError
         parser.error(str(exc))

@@ -18,9 +18,10 @@ from infersweep import __version__
 from infersweep.engines.sim import SIM_VERSION
 from infersweep.engines.sim.answers import AnswerKey
 from infersweep.engines.sim.config import SimConfig
+from infersweep.engines.sim.kv_transfer import KvLink, KvTransferModel
 from infersweep.engines.sim.profiles import get_gpu_profile, get_model_profile
 from infersweep.engines.sim.roofline import GIB, Efficiency, Roofline, Topology
-from infersweep.engines.sim.scheduler import Scheduler, SchedulerConfig, SimRequest
+from infersweep.engines.sim.scheduler import Scheduler, SchedulerConfig, SimRequest, kv_received
 from infersweep.engines.sim.tokenizer import (
     HFTokenizer,
     SimTokenizer,
@@ -71,6 +72,7 @@ class Stream:
     chat_started: bool = False
     failed: bool = False
     finished: bool = False  # counted in the metrics (the future may be cancelled with its handler)
+    kv_params: dict[str, Any] | None = None  # disaggregated: kv_transfer_params (see router.py)
 
 
 class SimCore:
@@ -131,6 +133,9 @@ class SimCore:
             AnswerKey.from_jsonl(cfg.answer_key, cfg.accuracy, cfg.answer_seed) if cfg.answer_key else None
         )
         self.served_name = cfg.model or self.profile.hf_id
+        #: A prefill worker's outgoing KV link (None for aggregated and decode workers).
+        self.kv_link = KvLink(KvTransferModel.build(self.roofline, self.gpu.name, engine=cfg.kv_transfer,
+                                                    link=cfg.kv_link)) if cfg.role == "prefill" else None
         self.created = int(time.time())
         self._filler = self.tokenizer.filler()
         self._filler_json = [orjson.dumps(text) for _, text in self._filler]
@@ -199,6 +204,9 @@ class SimCore:
                 f"{prompt_len + max_tokens} tokens ({prompt_len} in the messages, {max_tokens} in the "
                 "completion). Please reduce the length of the messages or completion."
             )
+        kv_params = self._kv_params(body, prompt_len, stream) if self.cfg.role != "aggregated" else None
+        if self.cfg.role == "prefill":
+            max_tokens = 1  # a prefill worker computes the prompt and the first token, then hands over
         ignore_eos = bool(body.get("ignore_eos", False))
         min_tokens = body.get("min_tokens") or 0
         if type(min_tokens) is not int or min_tokens < 0:
@@ -216,11 +224,37 @@ class SimCore:
             pieces=pieces, eos_at=eos_at, filler_offset=(self._next * 7919 + self.cfg.seed) % len(self._filler),
             stream=stream, include_usage=bool(opts.get("include_usage", False)),
             continuous_usage=bool(opts.get("continuous_usage_stats", False)), done=loop.create_future(),
+            kv_params=kv_params,
         )
+        if self.cfg.role == "decode":
+            return kv_received(self._next, prompt_len, max_tokens, 0.0,
+                               stop_after=None if eos_at is None else eos_at + 1, payload=st)
         return SimRequest(
             rid=self._next, prompt_len=prompt_len, max_tokens=max_tokens, arrival=0.0,
             stop_after=None if eos_at is None else eos_at + 1, payload=st,
         )
+
+    def _kv_params(self, body: dict[str, Any], prompt_len: int, stream: bool) -> dict[str, Any]:
+        """Validate the `kv_transfer_params` a router sends a prefill or decode worker (vLLM's P/D protocol)."""
+        params = body.get("kv_transfer_params")
+        role = self.cfg.role
+        if not isinstance(params, dict):
+            raise RequestError(f"this is a {role} worker (--role {role}): requests come from `infersweep sim "
+                               "router`, with kv_transfer_params")
+        if role == "prefill":
+            if params.get("do_remote_decode") is not True:
+                raise RequestError("a prefill worker needs kv_transfer_params.do_remote_decode = true")
+            if stream:
+                raise RequestError("a prefill worker answers once the KV has been sent: stream must be false")
+        else:
+            if params.get("do_remote_prefill") is not True:
+                raise RequestError("a decode worker needs kv_transfer_params.do_remote_prefill = true (the "
+                                   "prefill worker's reply)")
+            sent = params.get("prompt_tokens")
+            if sent is not None and sent != prompt_len:
+                raise RequestError(f"the prefill worker computed {sent} prompt tokens but this prompt has "
+                                   f"{prompt_len}: prefill and decode workers must share the tokenizer")
+        return params
 
     # --- output formatting ---------------------------------------------------------------------
     def token_text(self, st: Stream, i: int) -> str:
@@ -293,8 +327,11 @@ class SimCore:
                                                "tool_calls": []},
                       "logprobs": None, "finish_reason": req.finish_reason, "stop_reason": None}
             obj = "chat.completion"
-        return {"id": st.rid, "object": obj, "created": st.created, "model": self.served_name,
-                "choices": [choice], "usage": usage}
+        out = {"id": st.rid, "object": obj, "created": st.created, "model": self.served_name,
+               "choices": [choice], "usage": usage}
+        if self.kv_link is not None and st.kv_params is not None:
+            out["kv_transfer_params"] = st.kv_params  # the prefill worker's handle for the decode worker
+        return out
 
     # --- info ----------------------------------------------------------------------------------
     def version_info(self) -> dict[str, Any]:
@@ -314,4 +351,9 @@ class SimCore:
             **({"noise": {"run_sigma": cfg.noise_run_sigma, "step_sigma": cfg.noise_step_sigma,
                           "seed": cfg.noise_seed, "tau_s": cfg.noise_tau_s}} if cfg.noise is not None else {}),
             **({"ignored_recipe_flags": list(cfg.ignored_recipe_flags)} if cfg.flavor != "vllm" else {}),
+            **({"role": cfg.role} if cfg.role != "aggregated" else {}),
+            **({"kv_transfer": {"engine": self.kv_link.model.engine, "link": self.kv_link.model.link,
+                                "link_gb_s": self.kv_link.model.link_gb_s,
+                                "kv_bytes_per_token_rank": self.kv_link.model.kv_bytes_per_token_rank}}
+               if self.kv_link is not None else {}),
         }

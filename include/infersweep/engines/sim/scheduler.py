@@ -61,6 +61,19 @@ class SimRequest:
         self.num_tokens = self.prompt_len + self.num_output
 
 
+def kv_received(rid: int, prompt_len: int, max_tokens: int, arrival: float, *, stop_after: int | None = None,
+                payload: Any = None) -> SimRequest:
+    """The decode side of a disaggregated request whose prompt KV a prefill worker sent (arrived at `arrival`).
+
+    As vLLM's NixlConnector does, the decode worker holds the KV of all prompt tokens but the last and
+    computes that one itself: admission allocates the prompt's blocks (the request waits while the cache is
+    full) and the step that admits it emits the first token (output index 0) from one token of compute. So
+    a decode worker's steps hold no prefill work (unless a sequence is preempted: it is then recomputed
+    locally, as a decode worker without the prefill's KV must)."""
+    return SimRequest(rid=rid, prompt_len=prompt_len, max_tokens=max_tokens, arrival=arrival, stop_after=stop_after,
+                      payload=payload, num_computed=prompt_len - 1)
+
+
 @dataclass(frozen=True)
 class SchedulerConfig:
     """Limits of one engine (summed over DP ranks)."""

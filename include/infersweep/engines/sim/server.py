@@ -5,6 +5,11 @@ the step's modelled end (divided by the time scale), then delivers the step's to
 written straight to each connection's transport as pre-framed SSE chunks built from pre-encoded byte
 templates, without waking the request handler per token; that keeps the per-event cost to a few
 microseconds so 1,024 concurrent streams fit on two cores.
+
+Disaggregated serving (`--role`, driven by `router.py`): a prefill worker runs each request to its first
+token and holds its reply until the modelled KV transfer has arrived (`_send_kv`); a decode worker admits
+requests whose KV a prefill worker sent (`scheduler.kv_received`) and streams them as an aggregated server
+would. Without `--role` nothing of this runs and the server is exactly the aggregated one.
 """
 
 from __future__ import annotations
@@ -62,6 +67,7 @@ class SimServer:
         self.work_s = 0.0  # wall seconds the engine loop spent pricing steps and writing streams
         self.requests_finished: dict[str, int] = {}
         self.requests_received = 0
+        self.kv_received = 0  # decode worker: requests admitted with a prefill worker's KV
         self.ttft = Histogram()
         self.e2e = Histogram()
         self.power = PowerModel(engine.gpu.tdp_w, self.scale)
@@ -286,8 +292,37 @@ class SimServer:
         if req.first_token_time is not None and reason != "abort":
             self.ttft.observe(req.first_token_time - req.arrival)
             self.e2e.observe((req.finish_time or req.first_token_time) - req.arrival)
-        if not st.done.done():
+        if st.done.done():
+            return
+        if self.engine.kv_link is not None and reason != "abort" and st.kv_params is not None:
+            self._send_kv(req)
+        else:
             st.done.set_result(None)
+
+    # --- disaggregated serving (see router.py) ------------------------------------------------------
+    def _send_kv(self, req: SimRequest) -> None:
+        """Prefill worker: the prompt is done; answer the router once its KV has reached the decode worker.
+
+        The transfer is modelled (`kv_transfer.KvLink`: queueing on this worker's link, wire time, latency);
+        the reply is held until the modelled arrival on the wall clock, so the router's next call (to the
+        decode worker) happens when the KV is there."""
+        st: Stream = req.payload
+        link = self.engine.kv_link
+        assert link is not None and req.finish_time is not None
+        arrival = link.send(req.finish_time, req.prompt_len)
+        st.kv_params = {
+            "do_remote_prefill": True, "do_remote_decode": False, "remote_request_id": st.rid,
+            "remote_engine_id": f"sim-prefill-{self.cfg.port}", "prompt_tokens": req.prompt_len,
+            "kv_bytes_per_rank": link.model.bytes_per_rank(req.prompt_len), "kv_transfer_engine": link.model.engine,
+            "kv_link": link.model.link, "prefill_done_s": req.finish_time, "kv_transfer_s": arrival - req.finish_time,
+        }
+        delay = self._t0 + arrival / self.scale - time.perf_counter()
+
+        def arrived() -> None:
+            if not st.done.done():
+                st.done.set_result(None)
+
+        asyncio.get_running_loop().call_later(max(0.0, delay), arrived)
 
     # --- generation endpoints ----------------------------------------------------------------------
     async def completions(self, request: web.Request) -> web.StreamResponse:
@@ -330,6 +365,8 @@ class SimServer:
             self.engine.prepare_stream(st)
         req.arrival = self.sim_now()
         sched = self.engine.scheduler
+        if self.cfg.role == "decode":
+            self.kv_received += 1
         if not sched.has_work:
             sched.advance_to(req.arrival)
         sched.add(req)
@@ -567,6 +604,23 @@ class SimServer:
             f"sim:modelled_busy_seconds_total {self.modelled_busy_s}",
             "# TYPE sim:stream_events_total counter", f"sim:stream_events_total {self.events_total}",
         ]
+        if cfg.role != "aggregated":  # disaggregated workers only: an aggregated server's metrics are unchanged
+            lines += [
+                "# HELP sim:role_info This worker's role in a disaggregated topology (value 1).",
+                "# TYPE sim:role_info gauge", f'sim:role_info{{role="{cfg.role}"}} 1',
+                "# HELP sim:kv_received_total Requests admitted with KV sent by a prefill worker.",
+                "# TYPE sim:kv_received_total counter", f"sim:kv_received_total {self.kv_received}",
+            ]
+            link = eng.kv_link
+            if link is not None:
+                lines += [
+                    "# HELP sim:kv_transfers_total KV transfers sent to decode workers.",
+                    "# TYPE sim:kv_transfers_total counter", f"sim:kv_transfers_total {link.transfers}",
+                    "# HELP sim:kv_transfer_bytes_total KV bytes sent per prefill GPU (modelled).",
+                    "# TYPE sim:kv_transfer_bytes_total counter", f"sim:kv_transfer_bytes_total {link.bytes_total:.0f}",
+                    "# HELP sim:kv_transfer_seconds_total Σ modelled transfer times, queueing included (simulated s).",
+                    "# TYPE sim:kv_transfer_seconds_total counter", f"sim:kv_transfer_seconds_total {link.seconds_total}",
+                ]
         return lines
 
 
