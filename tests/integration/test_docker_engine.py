@@ -268,3 +268,59 @@ def test_reaper_removes_only_ended_runs(node, rootfs_image, repo_root, tmp_path)
         ended.stop(h_ended, grace_s=1)
         ended.close()
         live.close()
+
+
+def test_a_disaggregated_topology_runs_one_container_per_component(engine, dockerd, rootfs_image, repo_root):
+    """TopologyEngine over DockerEngine: a Dynamo-SGLang 1P+1D group (as `recipes.disagg` builds it) runs as one
+    container per component (etcd, NATS, prefill, decode, router) on its node, in the host network as
+    InferenceX's containers do; the router serves through both workers; a dead worker is a dead server, and
+    stop removes every container."""
+    from infersweep.airflow.context import free_port
+    from infersweep.config.master import WorkerConfig
+    from infersweep.engines.sim.components import component_sim_argv
+    from infersweep.engines.topology import TopologyEngine, component_handles
+    from infersweep.plan.models import MultinodeJob
+    from infersweep.recipes.disagg import build_topology
+
+    cli = Path(sys.prefix) / "bin" / "infersweep"
+    if not cli.exists():
+        pytest.skip(f"{cli} not found: the package is not installed in this environment")
+    pool = WorkerConfig.model_validate({"num-worker": 1, "tp": 8, "ep": 1, "dp-attn": False})
+    job = MultinodeJob(config_key="llama-docker-pd", image=rootfs_image, model="meta-llama/Llama-3.1-8B-Instruct",
+                       model_prefix="llama3.1-8b", precision="bf16", framework="dynamo-sglang", runner="cpu",
+                       isl=1024, osl=64, prefill=pool, decode=pool, conc=(1,), max_model_len=1344,
+                       exp_name="llama_1k", disagg=True, kv_p2p_transfer="nixl")
+    topo = build_topology(job, served_model_name=job.model).model_copy(update={"serve_group": "itest-pd"})
+    assert all(c.recipe.host_network for c in topo.components)
+
+    def translate(comp, topology, recipe):
+        # The container runs the simulator in the component's place (no GPU here: no devices are requested).
+        argv = component_sim_argv(comp, topology, recipe=recipe, model_profile="llama-3.1-8b", gpu_profile="h100",
+                                  time_scale=20.0)
+        return recipe.model_copy(update={"argv": (str(cli), *argv), "gpus": 0, "gpu_ids": (),
+                                         "mounts": _python_mounts(repo_root), "ready_timeout_s": 120,
+                                         "env": {**recipe.env, "PYTHONDONTWRITEBYTECODE": "1"}})
+
+    nodes = [Node.model_validate({"name": f"itest-{i}", "runner": "cpu", "docker-url": dockerd, "host": "127.0.0.1",
+                                  "gpus": 8}) for i in range(topo.nodes)]
+    topo_engine = TopologyEngine(engine, topo, nodes, translate=translate, port_for=lambda _n: free_port())
+    handle = topo_engine.start()
+    try:
+        parts = component_handles(handle)
+        assert sorted(p.extra["component"] for p in parts) == ["decode-0", "etcd", "nats", "prefill-0", "router"]
+        assert {p.extra["component"]: p.node for p in parts}["decode-0"] == "itest-1"
+        assert len(_containers(engine, nodes[0])) == 5  # one container per component
+        topo_engine.wait_ready(handle, deadline_s=120)
+        text, usage = _stream_completion(handle.base_url, job.model, max_tokens=8)
+        assert usage["completion_tokens"] == 8 and text
+        # A dead worker is a dead server.
+        decode = next(p for p in parts if p.extra["component"] == "decode-0")
+        engine.client(dockerd).containers.get(decode.id).kill()
+        deadline = time.monotonic() + 30
+        while topo_engine.is_alive(handle) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert not topo_engine.is_alive(handle)
+    finally:
+        logs = topo_engine.stop(handle, grace_s=5)
+    assert _containers(engine, nodes[0]) == []
+    assert "===== prefill-0 (prefill) on itest-0 =====" in logs and "infersweep sim router" in logs

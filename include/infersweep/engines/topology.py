@@ -106,6 +106,9 @@ class TopologyEngine(Engine):
                 if recipe_c is None:
                     log.info("topology: %s is not needed by the %s backend", comp.name, self.inner.name)
                     continue
+                if recipe_c is not resolved:
+                    # A translation may name components again (the simulator's router lists its workers).
+                    recipe_c = topo.resolve(comp.model_copy(update={"recipe": recipe_c}), addresses)
                 log.info("topology: starting %s (%s) on %s", comp.name, comp.role, on.name)
                 h = self.inner.start(recipe_c, on)
                 h.extra["component"] = comp.name
