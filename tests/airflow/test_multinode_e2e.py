@@ -111,12 +111,14 @@ def test_a_disaggregated_group_runs_the_whole_chain(tmp_path: Path) -> None:
     assert sim_servers_running(home.work_dir) == []
 
 
-def test_multinode_and_single_node_runs_share_four_nodes(tmp_path: Path, pg_url: str) -> None:
+def test_multinode_and_single_node_runs_share_four_nodes(tmp_path: Path, module_pg_url: str) -> None:
     sweep = _sweep(
         [{"conc-list": [1, 2], "prefill": _pool(1, 8), "decode": _pool(1, 8)},    # 2 nodes
          {"conc-list": [2], "prefill": _pool(1, 8), "decode": _pool(2, 8)}],      # 3 nodes
         single=[{"tp": 1, "conc-list": [1]}, {"tp": 2, "conc-list": [2]}, {"tp": 4, "conc-list": [1, 2]},
                 {"tp": 8, "conc-list": [1]}])
+    # A database of its own: the session's shared one would show this test's four nodes to other lease tests.
+    pg_url = module_pg_url
     homes = [_home(tmp_path / f"h{i}", sweep, pg_url) for i in range(2)]
     for h in homes:
         h.migrate()

@@ -128,8 +128,8 @@ def release_quietly(deps: ChainDeps, lease: NodeLease, group_id: str) -> bool:
 def keep_or_relet(deps: ChainDeps, group: ServeGroup, nodes: Sequence[Node], leases: Sequence[NodeLease],
                   rc: RunContext) -> list[NodeLease] | None:
     """Renew `leases` (all of them); None while they hold. If one was lost (a retried task whose worker died
-    outlived its TTL: the node may serve another group now) the rest are released and a new set is taken,
-    or the task is rescheduled.
+    outlived its TTL: the node may serve another group now) the rest are released (by `heartbeat_all`) and a
+    new set is taken, or the task is rescheduled.
 
     A database that cannot be reached counts as "still held" until the expiry it last confirmed.
     """
@@ -143,9 +143,7 @@ def keep_or_relet(deps: ChainDeps, group: ServeGroup, nodes: Sequence[Node], lea
         heartbeat_all(deps.store.engine, leases, ttl_s=deps.settings.lease_ttl_s)
         return None
     except LeaseLost:
-        pass
-    for held in leases:  # a partial set is worthless: a topology runs on all of its nodes or not at all
-        release_quietly(deps, held, group.id)
+        pass  # heartbeat_all released the rest of the set: a topology runs on all of its nodes or not at all
     new = acquire_or_reschedule(deps, group, nodes, rc)
     log.warning("%s: lease %s on %s expired (its task died?); re-leased %s as lease %s", group.id, leases[0].id,
                 leases[0].node, ", ".join(le.node for le in new), ", ".join(str(le.id) for le in new))

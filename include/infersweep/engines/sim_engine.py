@@ -11,13 +11,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 from collections.abc import Sequence
 from pathlib import Path
 
 from infersweep.config.inventory import Node
 from infersweep.config.settings import SimNoiseSettings
-from infersweep.engines.base import EngineError, ServerHandle
+from infersweep.engines.base import EngineError
 from infersweep.engines.process import ProcessEngine
 from infersweep.engines.sim.components import component_sim_argv
 from infersweep.engines.sim.config import DEFAULT_GPU_PROFILE, recipe_to_sim_argv, sim_command
@@ -89,7 +88,6 @@ class SimConfigError(EngineError):
 
 #: Env var naming the topology component a process simulates (set by `component_recipe`).
 COMPONENT_ENV = "INFERSWEEP_SIM_COMPONENT"
-_URL_PLACEHOLDER = re.compile(r"\{url:([A-Za-z0-9_.-]+)\}")
 
 
 class SimulatedEngine(ProcessEngine):
@@ -126,8 +124,6 @@ class SimulatedEngine(ProcessEngine):
         self.extra_args = tuple(extra_args)
         self.python = python
         self.noise = noise
-        #: (serve group, component name) → base URL of the topology components this engine started.
-        self._component_urls: dict[tuple[str | None, str], str] = {}
 
     def gpu_profile_for(self, node: Node | None) -> str:
         """Explicit profile, else the node's `gpu-profile`, else its runner label's GPU, else h100."""
@@ -154,14 +150,6 @@ class SimulatedEngine(ProcessEngine):
             args[args.index("--noise-seed") + 1] = str(int.from_bytes(digest[:4], "big"))
         return args
 
-    def start(self, recipe: Recipe, node: Node | None = None) -> ServerHandle:
-        """Start the recipe's server; a topology component's address is remembered for its router."""
-        handle = super().start(recipe, node)
-        name = recipe.env.get(COMPONENT_ENV)
-        if name:
-            self._component_urls[(recipe.serve_group, name)] = handle.base_url
-        return handle
-
     def command(self, recipe: Recipe, node: Node | None) -> list[str]:
         if recipe.argv[:2] == ("infersweep", "sim"):
             return self._component_command(recipe, node)
@@ -182,8 +170,8 @@ class SimulatedEngine(ProcessEngine):
 
     def _component_command(self, recipe: Recipe, node: Node | None) -> list[str]:
         """A topology component `component_recipe` translated: workers get this engine's profiles, time scale,
-        extra flags, their own noise path and the faults whose selector names them; the router's
-        `{url:NAME}` placeholders become the addresses of the workers this engine started."""
+        extra flags, their own noise path and the faults whose selector names them (the router's worker URLs
+        were filled in by the topology engine)."""
         argv = list(recipe.argv[1:])
         name = recipe.env.get(COMPONENT_ENV, "")
         if argv[:2] == ["sim", "serve"]:
@@ -195,14 +183,6 @@ class SimulatedEngine(ProcessEngine):
             argv += [*(["--model-profile", self.model_profile] if self.model_profile else []),
                      "--gpu-profile", self.gpu_profile_for(node), "--time-scale", repr(float(self.time_scale)),
                      *self.extra_args, *self.noise_args(own), *fault_args(recipe, component=name or None)]
-        elif argv[:2] == ["sim", "router"]:
-            def fill(m: re.Match[str]) -> str:
-                url = self._component_urls.get((recipe.serve_group, m.group(1)))
-                if url is None:
-                    raise SimConfigError(f"router of {recipe.serve_group}: {m.group(1)} has not been started by "
-                                         "this engine (start the workers first)")
-                return url
-            argv = [_URL_PLACEHOLDER.sub(fill, a) for a in argv]
         return sim_command(argv, self.python)
 
 
@@ -213,9 +193,9 @@ def component_recipe(component: Component, topology: TopologyRecipe, recipe: Rec
     `infersweep sim serve … --role prefill|decode|aggregated --kv-transfer E` for a worker's head rank,
     `infersweep sim router --prefill … --decode …` for the topology's entry router, and `infersweep sim idle`
     for what the simulator needs nothing from (ranks > 0, etcd, NATS), on `recipe.port`
-    (`sim.components.component_sim_argv`). Start the workers before the router through the same
-    `SimulatedEngine`: it fills the router's worker URLs from the workers it started. Raises SimConfigError
-    when the component cannot be simulated.
+    (`sim.components.component_sim_argv`). The router's `{url:NAME}` worker placeholders are left for the
+    topology engine, which fills them from the workers it started. Raises SimConfigError when the component
+    cannot be simulated.
     """
     try:
         argv = component_sim_argv(component, topology, recipe=recipe)

@@ -193,10 +193,12 @@ def srt_recipe(job: MultinodeJob) -> tuple[dict[str, Any] | None, str]:
     return data, f"{config_file} ({where})"
 
 
-def _backend_mode(data: Mapping[str, Any] | None, key: str, mode: str) -> tuple[dict[str, Any], dict[str, str]]:
-    """(flag dict, env) of one worker mode of a srt-slurm recipe (`backend.<key>.<mode>`, `<mode>_environment`)."""
+def _backend_mode(data: Mapping[str, Any] | None, key: str, mode: str,
+                  generic: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    """(flag dict, env) of one worker mode of a srt-slurm recipe (`backend.<key>.<mode>`, `<mode>_environment`);
+    without a vendored recipe, the `generic` flags the pool's parallelism implies and no env."""
     if data is None:
-        return {}, {}
+        return dict(generic), {}
     backend = data.get("backend") or {}
     section = "aggregated" if mode == "agg" else mode
     config = dict(((backend.get(key) or {}).get(section)) or {})
@@ -371,9 +373,7 @@ def _generic_sglang(pool: WorkerPool, kv: str | None) -> dict[str, Any]:
 def _dynamo_sglang(ctx: _Ctx, pool: WorkerPool, p: Placement, sys_port: int) -> Recipe:
     """srt-slurm backends/sglang.py `build_worker_command` (frontend_type dynamo)."""
     mode = _mode(pool)
-    config, mode_env = _backend_mode(ctx.data, "sglang_config", mode)
-    if ctx.data is None:
-        config = _generic_sglang(pool, ctx.job.kv_p2p_transfer)
+    config, mode_env = _backend_mode(ctx.data, "sglang_config", mode, _generic_sglang(pool, ctx.job.kv_p2p_transfer))
     for key in ("model-path", "model_path", "served-model-name", "served_model_name", "nccl-port", "nccl_port"):
         config.pop(key, None)
     http_port = ctx.ports.next_http(p.node_index) if p.rank == 0 else 0
@@ -418,10 +418,8 @@ def _generic_vllm(pool: WorkerPool) -> dict[str, Any]:
 def _dynamo_vllm(ctx: _Ctx, pool: WorkerPool, p: Placement, sys_port: int) -> Recipe:
     """srt-slurm backends/vllm.py `build_worker_command` (frontend dynamo, dp_launch_mode per_node)."""
     mode = _mode(pool)
-    config, mode_env = _backend_mode(ctx.data, "vllm_config", mode)
+    config, mode_env = _backend_mode(ctx.data, "vllm_config", mode, _generic_vllm(pool))
     backend = (ctx.data or {}).get("backend") or {}
-    if ctx.data is None:
-        config = _generic_vllm(pool)
     config.pop("served-model-name", None)
     config.pop("served_model_name", None)
     argv = ["python3", "-m", "dynamo.vllm", "--model", ctx.job.model, "--served-model-name", ctx.served]
@@ -469,10 +467,8 @@ def _generic_trt(pool: WorkerPool) -> dict[str, Any]:
 def _dynamo_trt(ctx: _Ctx, pool: WorkerPool, p: Placement, sys_port: int) -> Recipe:
     """srt-slurm backends/trtllm.py `build_worker_command` (dynamo.trtllm path); the engine YAML is a file."""
     mode = _mode(pool)
-    config, mode_env = _backend_mode(ctx.data, "trtllm_config", mode)
+    config, mode_env = _backend_mode(ctx.data, "trtllm_config", mode, _generic_trt(pool))
     backend = (ctx.data or {}).get("backend") or {}
-    if ctx.data is None:
-        config = _generic_trt(pool)
     name = f"trtllm_config_{mode}.yaml"
     gpu = gpu_for_runner(pool.runner)
     numa = backend.get("numa_memory_bind")

@@ -117,8 +117,10 @@ def apply_benchmark(conn: Connection, data: Mapping[str, Any]) -> None:
         if values.get(col) is None:
             values[col] = group[col]
     if values.get("gpus") is None and group["pools"]:
+        from infersweep.plan.models import WorkerPool
+
         # Every GPU of every pool, as InferenceX's PREFILL_GPUS + DECODE_GPUS.
-        values["gpus"] = sum(p["num_worker"] * p["tp"] * p.get("pp", 1) * p.get("pcp_size", 1) for p in group["pools"])
+        values["gpus"] = sum(WorkerPool.model_validate(p).gpus for p in group["pools"])
     elif values.get("gpus") is None and group["tp"]:
         values["gpus"] = group["tp"] * (group["pp"] or 1) * (group["pcp_size"] or 1)
     upsert(conn, BenchmarkResult, values, key=("run_pk", "group_pk", "isl", "osl", "conc"))
